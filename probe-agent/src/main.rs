@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", probe_agent::ebpf::OBJECT.len());
+}

@@ -1,0 +1,83 @@
+//! The `.rodata` configuration the agent writes into the object before loading it.
+//!
+//! rustc and bpf-linker emit no CO-RE relocations, so every kernel struct offset the programs
+//! need is resolved by the agent from the running kernel's BTF and patched in here.
+
+/// Name of the global (in `.rodata`) that holds a [`Config`].
+pub const GLOBAL: &str = "TP_CONFIG";
+
+/// What identifies a container in counters and notices.
+pub mod key_kind {
+    /// The cgroup v2 id of the task (`bpf_get_current_cgroup_id()`, the cgroup directory's inode).
+    pub const CGROUP: u32 = 1;
+    /// The inode of the task's mount namespace (`task->nsproxy->mnt_ns->ns.inum`), for nodes
+    /// whose containers do not each have a cgroup v2 group of their own.
+    pub const MOUNT_NS: u32 = 2;
+}
+
+/// Load-time configuration of the kernel programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// One of [`key_kind`].
+    pub key_kind: u32,
+    /// Non-zero: attribute tasks marked in the exec-session map to [`crate::counters::session::EXEC`].
+    pub exec_tracking: u32,
+    /// Non-zero: count failed opens of the default token paths (the `verify` detector).
+    pub missing_token: u32,
+    /// Explicit padding; always zero.
+    pub reserved: u32,
+    pub offsets: Offsets,
+}
+
+/// Byte offsets of the kernel struct members the programs read, from the running kernel's BTF.
+///
+/// Composite paths (`f_path.dentry`) are pre-added by the agent, so each program step is one
+/// read at one offset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdt_fd: u32,
+    /// `file.f_inode`
+    pub file_f_inode: u32,
+    /// `file.f_flags`
+    pub file_f_flags: u32,
+    /// `file.f_path.dentry`
+    pub file_f_path_dentry: u32,
+    /// `inode.i_sb`
+    pub inode_i_sb: u32,
+    /// `inode.i_mode`
+    pub inode_i_mode: u32,
+    /// `super_block.s_dev`
+    pub sb_s_dev: u32,
+    /// `dentry.d_name.name`
+    pub dentry_d_name_name: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `nsproxy.mnt_ns`
+    pub nsproxy_mnt_ns: u32,
+    /// `mnt_namespace.ns.inum`
+    pub mnt_ns_inum: u32,
+}
+
+impl Offsets {
+    /// Number of `u32` fields, for the layout assertion.
+    pub const FIELDS: usize = 14;
+}
+
+/// `O_PATH` on every architecture tokenprobe builds for (x86_64, aarch64).
+pub const O_PATH: u32 = 0o1_000_0000;
+/// `S_IFMT` and `S_IFDIR` of `inode.i_mode`.
+pub const S_IFMT: u16 = 0o170_000;
+pub const S_IFDIR: u16 = 0o040_000;
+
+/// Offset of `ret` in every `syscalls/sys_exit_*` tracepoint record (checked by the agent
+/// against the tracepoint's `format` before it attaches).
+pub const SYS_EXIT_RET_OFFSET: usize = 16;

@@ -1,0 +1,26 @@
+//! Map names and sizes, shared so `take_map` cannot drift from the kernel side.
+//!
+//! The kernel side names its statics exactly like these constants (aya's `#[map]` uses the
+//! static's name), and a test in the agent checks that the object defines each of them.
+
+/// `HashMap<u32 /* kernel s_dev */, VolumeValue>`: the watched projected volumes.
+pub const VOLUMES: &str = "TP_VOLUMES";
+/// `HashMap<TargetKey, TargetValue>`: API server addresses.
+pub const TARGETS: &str = "TP_TARGETS";
+/// `HashMap<CountKey, CountValue>`: the counters.
+pub const COUNTERS: &str = "TP_COUNTERS";
+/// `RingBuf` of [`crate::notice::Notice`]: "first time this counter key was seen".
+pub const NOTICES: &str = "TP_NOTICES";
+/// `PerCpuArray<u64>` indexed by [`crate::stats`].
+pub const STATS: &str = "TP_STATS";
+/// `HashMap<u32 /* tgid */, u32 /* flags */>`: processes in exec sessions.
+pub const EXEC_TASKS: &str = "TP_EXEC_TASKS";
+
+/// Every map the object defines.
+pub const ALL: [&str; 6] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS];
+
+pub const VOLUMES_MAX: u32 = 8192;
+pub const TARGETS_MAX: u32 = 256;
+pub const COUNTERS_MAX: u32 = 32768;
+pub const NOTICES_BYTES: u32 = 256 * 1024;
+pub const EXEC_TASKS_MAX: u32 = 16384;

@@ -1,0 +1,25 @@
+//! API server connect targets.
+
+/// `AF_INET` / `AF_INET6` as used in [`TargetKey::family`].
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// Key of the targets map: one address with its own port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    /// Network byte order; IPv4 in the first four bytes, the rest zero.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetValue {
+    /// Agent-assigned id, used as `CountKey::target`.
+    pub id: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+}

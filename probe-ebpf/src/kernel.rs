@@ -1,0 +1,24 @@
+//! Reads of kernel memory at BTF-resolved offsets.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use crate::maps::bump_stat;
+
+/// Reads a `T` at `base + offset`; counts a failed read in the statistics.
+#[inline(always)]
+pub unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+    match bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            bump_stat(probe_common::stats::READ_ERRORS);
+            None
+        }
+    }
+}
+
+/// Reads a pointer at `base + offset`; `None` for a failed read or a NULL pointer.
+#[inline(always)]
+pub unsafe fn read_ptr(base: *const u8, offset: u32) -> Option<*const u8> {
+    let ptr: *const u8 = read(base, offset)?;
+    if ptr.is_null() { None } else { Some(ptr) }
+}
