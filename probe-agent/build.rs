@@ -1,15 +1,11 @@
-//! Builds the kernel programs (probe-ebpf's `tokenprobe` binary) for BPF into OUT_DIR, where
+//! Builds the kernel programs (probe-ebpf's `tokenprobe` binary) for BPF into `OUT_DIR`, where
 //! `src/ebpf.rs` embeds them.
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
     let metadata = cargo_metadata()?;
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "probe-ebpf",
-            root_dir: &metadata,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "probe-ebpf", root_dir: &metadata, ..Default::default() }],
         aya_build::Toolchain::default(),
     )
     .context("building the eBPF programs failed; `cargo xtask setup` installs what they need")

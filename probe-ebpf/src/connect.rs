@@ -1,6 +1,7 @@
 //! API-connect detector: every mode builds a [`TargetKey`] and calls [`on_connect`].
 
 use aya_ebpf::{
+    EbpfContext,
     macros::{cgroup_sock_addr, fentry, lsm},
     programs::{FEntryContext, LsmContext, SockAddrContext},
 };
@@ -12,9 +13,9 @@ use probe_common::{
 use crate::{kernel::read, maps::TP_TARGETS, record::count};
 
 #[inline(always)]
-unsafe fn on_connect(key: &TargetKey) {
+unsafe fn on_connect<C: EbpfContext>(ctx: &C, key: &TargetKey) {
     if let Some(target) = TP_TARGETS.get_ptr(key) {
-        count((*target).id, kind::API_CONNECT);
+        count(ctx, (*target).id, kind::API_CONNECT);
     }
 }
 
@@ -24,13 +25,9 @@ pub fn tp_connect4_cgroup(ctx: SockAddrContext) -> i32 {
     // SAFETY: the context is the kernel's `struct bpf_sock_addr`; 4-byte loads of its fields.
     unsafe {
         let sa = ctx.sock_addr;
-        let mut key = TargetKey {
-            family: AF_INET,
-            port: u16::from_be((*sa).user_port as u16),
-            addr: [0; 16],
-        };
+        let mut key = TargetKey { family: AF_INET, port: u16::from_be((*sa).user_port as u16), addr: [0; 16] };
         key.addr[..4].copy_from_slice(&(*sa).user_ip4.to_ne_bytes());
-        on_connect(&key);
+        on_connect(&ctx, &key);
     }
     1
 }
@@ -41,16 +38,12 @@ pub fn tp_connect6_cgroup(ctx: SockAddrContext) -> i32 {
     // SAFETY: as above.
     unsafe {
         let sa = ctx.sock_addr;
-        let mut key = TargetKey {
-            family: AF_INET6,
-            port: u16::from_be((*sa).user_port as u16),
-            addr: [0; 16],
-        };
+        let mut key = TargetKey { family: AF_INET6, port: u16::from_be((*sa).user_port as u16), addr: [0; 16] };
         key.addr[0..4].copy_from_slice(&(*sa).user_ip6[0].to_ne_bytes());
         key.addr[4..8].copy_from_slice(&(*sa).user_ip6[1].to_ne_bytes());
         key.addr[8..12].copy_from_slice(&(*sa).user_ip6[2].to_ne_bytes());
         key.addr[12..16].copy_from_slice(&(*sa).user_ip6[3].to_ne_bytes());
-        on_connect(&key);
+        on_connect(&ctx, &key);
     }
     1
 }
@@ -86,7 +79,7 @@ pub fn tp_connect_lsm(ctx: LsmContext) -> i32 {
     // SAFETY: probe reads of the kernel copy of the user's sockaddr.
     unsafe {
         if let Some(key) = key_from_sockaddr(address, false) {
-            on_connect(&key);
+            on_connect(&ctx, &key);
         }
     }
     ret
@@ -100,7 +93,7 @@ pub fn tp_connect4_fentry(ctx: FEntryContext) -> u32 {
     // SAFETY: as above.
     unsafe {
         if let Some(key) = key_from_sockaddr(address, false) {
-            on_connect(&key);
+            on_connect(&ctx, &key);
         }
     }
     0
@@ -114,7 +107,7 @@ pub fn tp_connect6_fentry(ctx: FEntryContext) -> u32 {
     // SAFETY: as above.
     unsafe {
         if let Some(key) = key_from_sockaddr(address, true) {
-            on_connect(&key);
+            on_connect(&ctx, &key);
         }
     }
     0

@@ -19,7 +19,7 @@ use crate::{
 
 /// Counts an open of `file` when it lies on a watched volume.
 #[inline(always)]
-unsafe fn on_file_open(file: *const u8) {
+unsafe fn on_file_open<C: EbpfContext>(ctx: &C, file: *const u8) {
     let Some(inode) = read_ptr(file, config!(offsets.file_f_inode)) else {
         return;
     };
@@ -50,7 +50,7 @@ unsafe fn on_file_open(file: *const u8) {
         return;
     }
 
-    count(volume_id, classify(file));
+    count(ctx, volume_id, classify(file));
 }
 
 /// Classifies the opened file by its final dentry name.
@@ -78,7 +78,7 @@ pub fn tp_file_open_lsm(ctx: LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
     let ret: i32 = ctx.arg(1);
     // SAFETY: `file` is the hook's `struct file *`; every read goes through probe reads.
-    unsafe { on_file_open(file) };
+    unsafe { on_file_open(&ctx, file) };
     ret
 }
 
@@ -87,7 +87,7 @@ pub fn tp_file_open_lsm(ctx: LsmContext) -> i32 {
 pub fn tp_file_open_fentry(ctx: FEntryContext) -> u32 {
     let file: *const u8 = ctx.arg(0);
     // SAFETY: as above.
-    unsafe { on_file_open(file) };
+    unsafe { on_file_open(&ctx, file) };
     0
 }
 
@@ -96,7 +96,7 @@ pub fn tp_file_open_fentry(ctx: FEntryContext) -> u32 {
 pub fn tp_file_open_kprobe(ctx: ProbeContext) -> u32 {
     if let Some(file) = ctx.arg::<*const u8>(0) {
         // SAFETY: as above.
-        unsafe { on_file_open(file) };
+        unsafe { on_file_open(&ctx, file) };
     }
     0
 }
@@ -114,7 +114,7 @@ pub fn tp_file_open_tracepoint(ctx: TracePointContext) -> u32 {
     // SAFETY: probe reads only.
     unsafe {
         if let Some(file) = file_of_fd(ret as u32) {
-            on_file_open(file);
+            on_file_open(&ctx, file);
         }
     }
     0

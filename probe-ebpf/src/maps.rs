@@ -16,12 +16,10 @@ use probe_common::{
 pub static TP_VOLUMES: HashMap<u32, VolumeValue> = HashMap::with_max_entries(m::VOLUMES_MAX, 0);
 
 #[map]
-pub static TP_TARGETS: HashMap<TargetKey, TargetValue> =
-    HashMap::with_max_entries(m::TARGETS_MAX, 0);
+pub static TP_TARGETS: HashMap<TargetKey, TargetValue> = HashMap::with_max_entries(m::TARGETS_MAX, 0);
 
 #[map]
-pub static TP_COUNTERS: HashMap<CountKey, CountValue> =
-    HashMap::with_max_entries(m::COUNTERS_MAX, 0);
+pub static TP_COUNTERS: HashMap<CountKey, CountValue> = HashMap::with_max_entries(m::COUNTERS_MAX, 0);
 
 #[map]
 pub static TP_NOTICES: RingBuf = RingBuf::with_byte_size(m::NOTICES_BYTES, 0);

@@ -2,10 +2,14 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_task, bpf_ktime_get_boot_ns,
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_ktime_get_boot_ns,
+    },
 };
+use aya_log_ebpf::error;
 use probe_common::{
     config::key_kind,
     counters::{CountKey, CountValue, session},
@@ -15,7 +19,7 @@ use probe_common::{
 
 use crate::{
     kernel::{read, read_ptr},
-    maps::{TP_COUNTERS, TP_EXEC_TASKS, TP_NOTICES, bump_stat, config},
+    maps::{TP_COUNTERS, TP_EXEC_TASKS, TP_NOTICES, TP_STATS, bump_stat, config},
 };
 
 const BPF_NOEXIST: u64 = 1;
@@ -38,16 +42,12 @@ unsafe fn container_key() -> Option<(u32, u64)> {
 /// Whether the current process is marked as part of an exec session.
 #[inline(always)]
 fn current_session(tgid: u32) -> u32 {
-    if config!(exec_tracking) != 0 && TP_EXEC_TASKS.get_ptr(tgid).is_some() {
-        session::EXEC
-    } else {
-        session::APP
-    }
+    if config!(exec_tracking) != 0 && TP_EXEC_TASKS.get_ptr(tgid).is_some() { session::EXEC } else { session::APP }
 }
 
 /// Counts one event of `kind` against `target` for the current task's container.
 #[inline(always)]
-pub unsafe fn count(target: u32, kind: u32) {
+pub unsafe fn count<C: EbpfContext>(ctx: &C, target: u32, kind: u32) {
     let Some((key_kind, key_id)) = container_key() else {
         return;
     };
@@ -67,7 +67,24 @@ pub unsafe fn count(target: u32, kind: u32) {
         Err(err) if i64::from(err) == -EEXIST => {
             add(&key, now);
         }
-        Err(_) => bump_stat(stats::COUNTER_MAP_FULL),
+        Err(_) => map_full(ctx, &key),
+    }
+}
+
+/// Counts a lost event and logs it, on the 1st, 2nd, 4th, 8th… loss per CPU so a full map
+/// cannot flood the log.
+#[inline(always)]
+fn map_full<C: EbpfContext>(ctx: &C, key: &CountKey) {
+    bump_stat(stats::COUNTER_MAP_FULL);
+    if let Some(lost) = TP_STATS.get_ptr(stats::COUNTER_MAP_FULL) {
+        // SAFETY: per-CPU slot of this CPU.
+        let lost = unsafe { *lost };
+        if lost & (lost - 1) == 0 {
+            error!(
+                ctx,
+                "counters map full: {} events lost on this CPU (cgroup {}, kind {})", lost, key.key_id, key.kind
+            );
+        }
     }
 }
 

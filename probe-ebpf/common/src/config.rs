@@ -72,8 +72,8 @@ impl Offsets {
     pub const FIELDS: usize = 14;
 }
 
-/// `O_PATH` on every architecture tokenprobe builds for (x86_64, aarch64).
-pub const O_PATH: u32 = 0o1_000_0000;
+/// `O_PATH` on every architecture tokenprobe builds for (`x86_64`, aarch64).
+pub const O_PATH: u32 = 0o10_000_000;
 /// `S_IFMT` and `S_IFDIR` of `inode.i_mode`.
 pub const S_IFMT: u16 = 0o170_000;
 pub const S_IFDIR: u16 = 0o040_000;

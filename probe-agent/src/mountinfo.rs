@@ -1,0 +1,261 @@
+//! Parsing `/proc/<pid>/mountinfo`: projected token volumes and the cgroup v2 mount.
+
+use std::path::Path;
+
+/// One mountinfo line, the fields tokenprobe uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub major: u32,
+    pub minor: u32,
+    /// Root of the mount within its filesystem.
+    pub root: String,
+    pub mount_point: String,
+    pub fs_type: String,
+}
+
+/// A line that could not be parsed; the rest of the file still is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mountinfo line {line_no}: {reason}: {line:?}")]
+pub struct MountinfoError {
+    pub line_no: usize,
+    pub reason: &'static str,
+    pub line: String,
+}
+
+/// Undoes the kernel's octal escapes (`\040` for space, `\011`, `\012`, `\134`).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..=i + 3].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let value = u32::from(bytes[i + 1] - b'0') * 64
+                + u32::from(bytes[i + 2] - b'0') * 8
+                + u32::from(bytes[i + 3] - b'0');
+            if let Ok(byte) = u8::try_from(value) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses one line: `id parent major:minor root mount-point options [optional…] - fstype source super-options`.
+///
+/// # Errors
+/// A [`MountinfoError`] naming what is wrong with the line.
+pub fn parse_line(line_no: usize, line: &str) -> Result<MountEntry, MountinfoError> {
+    let err = |reason| MountinfoError { line_no, reason, line: line.to_owned() };
+    let fields: Vec<&str> = line.split(' ').collect();
+    if fields.len() < 7 {
+        return Err(err("too few fields"));
+    }
+    let (major, minor) = fields[2].split_once(':').ok_or_else(|| err("device is not major:minor"))?;
+    let major = major.parse().map_err(|_| err("bad major number"))?;
+    let minor = minor.parse().map_err(|_| err("bad minor number"))?;
+    let separator = fields[6..].iter().position(|f| *f == "-").ok_or_else(|| err("no ' - ' separator"))? + 6;
+    let fs_type = fields.get(separator + 1).ok_or_else(|| err("no filesystem type"))?;
+    if fs_type.is_empty() {
+        return Err(err("empty filesystem type"));
+    }
+    Ok(MountEntry {
+        major,
+        minor,
+        root: unescape(fields[3]),
+        mount_point: unescape(fields[4]),
+        fs_type: unescape(fs_type),
+    })
+}
+
+/// Parses a whole mountinfo text; malformed lines are returned beside the good ones.
+#[must_use]
+pub fn parse(text: &str) -> (Vec<MountEntry>, Vec<MountinfoError>) {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(i + 1, line) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => errors.push(e),
+        }
+    }
+    (entries, errors)
+}
+
+/// A projected volume mount under the kubelet directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectedMount {
+    pub pod_uid: String,
+    pub volume: String,
+    pub mount_point: String,
+    /// Kernel `s_dev` of the volume's tmpfs.
+    pub dev: u32,
+}
+
+/// Is `entry` a projected volume, `<kubelet_dir>/pods/<uid>/volumes/kubernetes.io~projected/<name>`,
+/// backed by its own tmpfs? (A projected volume on any other filesystem would share its device
+/// with unrelated files, so it cannot be matched by device and is not watched.)
+#[must_use]
+pub fn projected_volume(entry: &MountEntry, kubelet_dir: &Path) -> Option<ProjectedMount> {
+    if entry.fs_type != "tmpfs" {
+        return None;
+    }
+    let rest = Path::new(&entry.mount_point).strip_prefix(kubelet_dir).ok()?;
+    let parts: Vec<&str> = rest.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+    match parts.as_slice() {
+        ["pods", uid, "volumes", "kubernetes.io~projected", name] if is_pod_uid(uid) && !name.is_empty() => {
+            Some(ProjectedMount {
+                pod_uid: (*uid).to_owned(),
+                volume: (*name).to_owned(),
+                mount_point: entry.mount_point.clone(),
+                dev: probe_common::volumes::kernel_dev(entry.major, entry.minor),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A Kubernetes UID: 36 characters of hex digits and four dashes (8-4-4-4-12).
+#[must_use]
+pub fn is_pod_uid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a volume name is the admission-injected automount volume.
+#[must_use]
+pub fn is_automount_volume(name: &str) -> bool {
+    name.strip_prefix("kube-api-access-").is_some_and(|suffix| !suffix.is_empty())
+}
+
+/// The host's cgroup v2 mount point: the `cgroup2` mount of the hierarchy's root, preferring
+/// `/sys/fs/cgroup` and then `/sys/fs/cgroup/unified` (hybrid hosts).
+#[must_use]
+pub fn cgroup2_mount(entries: &[MountEntry]) -> Option<String> {
+    let mut candidates: Vec<&MountEntry> = entries.iter().filter(|e| e.fs_type == "cgroup2" && e.root == "/").collect();
+    candidates.sort_by_key(|e| match e.mount_point.as_str() {
+        "/sys/fs/cgroup" => 0,
+        "/sys/fs/cgroup/unified" => 1,
+        _ => 2,
+    });
+    candidates.first().map(|e| e.mount_point.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "0f4a3c2e-1b2d-4c5e-8f90-123456789abc";
+
+    fn line(mount_point: &str, dev: &str, fs: &str) -> String {
+        format!("1234 25 {dev} / {mount_point} rw,relatime shared:5 - {fs} tmpfs rw,size=1024k")
+    }
+
+    #[test]
+    fn parses_a_real_line() {
+        let e =
+            parse_line(1, "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue").unwrap();
+        assert_eq!((e.major, e.minor), (98, 0));
+        assert_eq!(e.root, "/mnt1");
+        assert_eq!(e.mount_point, "/mnt2");
+        assert_eq!(e.fs_type, "ext3");
+        // No optional fields.
+        let e = parse_line(2, "22 1 0:21 / /proc rw,nosuid - proc proc rw").unwrap();
+        assert_eq!(e.fs_type, "proc");
+    }
+
+    #[test]
+    fn unescapes_octal() {
+        let e = parse_line(1, r"1 2 0:5 / /var/lib/my\040kubelet\134x rw - tmpfs tmpfs rw").unwrap();
+        assert_eq!(e.mount_point, r"/var/lib/my kubelet\x");
+        assert_eq!(unescape(r"a\04"), r"a\04");
+        assert_eq!(unescape(r"\777"), r"\777");
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_and_the_rest_kept() {
+        let good = line(
+            &format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected/kube-api-access-abcde"),
+            "0:77",
+            "tmpfs",
+        );
+        let text = format!(
+            "garbage\n1 2 x:y / /a rw - tmpfs t rw\n1 2 0:1 / /b rw shared:1 tmpfs t rw\n{good}\n\n1 2 0:1 / /c rw -\n"
+        );
+        let (entries, errors) = parse(&text);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(errors.iter().map(|e| e.line_no).collect::<Vec<_>>(), vec![1, 2, 3, 6]);
+        assert!(errors[0].to_string().contains("too few fields"));
+        assert!(errors[3].to_string().contains("no filesystem type"));
+    }
+
+    #[test]
+    fn finds_projected_volumes() {
+        let kubelet = Path::new("/var/lib/kubelet");
+        let mp = format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected/kube-api-access-x2v9k");
+        let e = parse_line(1, &line(&mp, "0:300", "tmpfs")).unwrap();
+        let v = projected_volume(&e, kubelet).unwrap();
+        assert_eq!(v.pod_uid, UID);
+        assert_eq!(v.volume, "kube-api-access-x2v9k");
+        assert_eq!(v.dev, 300, "kernel s_dev for minor 300 is MAJOR<<20|MINOR");
+        let e = parse_line(1, &line(&mp, "1:300", "tmpfs")).unwrap();
+        assert_eq!(projected_volume(&e, kubelet).unwrap().dev, probe_common::volumes::kernel_dev(1, 300));
+
+        // Not tmpfs, a secret volume, a subpath below the volume, another kubelet dir, a bad uid.
+        for (mp, fs) in [
+            (mp.clone(), "ext4"),
+            (format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~secret/s"), "tmpfs"),
+            (format!("{mp}/token"), "tmpfs"),
+            (format!("/var/lib/kubelet2/pods/{UID}/volumes/kubernetes.io~projected/v"), "tmpfs"),
+            ("/var/lib/kubelet/pods/not-a-uid/volumes/kubernetes.io~projected/v".to_owned(), "tmpfs"),
+        ] {
+            let e = parse_line(1, &line(&mp, "0:9", fs)).unwrap();
+            assert_eq!(projected_volume(&e, kubelet), None, "{mp} {fs}");
+        }
+    }
+
+    #[test]
+    fn automount_volume_names() {
+        assert!(is_automount_volume("kube-api-access-x2v9k"));
+        assert!(!is_automount_volume("kube-api-access-"));
+        assert!(!is_automount_volume("istio-token"));
+    }
+
+    #[test]
+    fn picks_the_cgroup2_root_mount() {
+        let (entries, _) = parse(
+            "1 2 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+             1 2 0:30 /kubepods /var/lib/x rw - cgroup2 cgroup2 rw\n\
+             1 2 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        );
+        assert_eq!(cgroup2_mount(&entries).as_deref(), Some("/sys/fs/cgroup/unified"));
+        let (entries, _) = parse(
+            "1 2 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n1 2 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+        );
+        assert_eq!(cgroup2_mount(&entries).as_deref(), Some("/sys/fs/cgroup"));
+        assert_eq!(cgroup2_mount(&[]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_line_panics(s in "\\PC{0,200}") {
+            if let Ok(e) = parse_line(1, &s) {
+                drop(projected_volume(&e, Path::new("/var/lib/kubelet")));
+            }
+        }
+
+        #[test]
+        fn mountinfo_shaped_lines_never_panic(
+            dev in "[0-9a-z:]{0,8}", mp in "[/a-z~\\\\0-9-]{0,60}", tail in "[ -~]{0,30}"
+        ) {
+            drop(parse_line(1, &format!("1 2 {dev} / {mp} rw {tail}")));
+        }
+    }
+}

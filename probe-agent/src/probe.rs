@@ -1,0 +1,532 @@
+//! Loading the kernel programs and choosing, per detector, the best hook the kernel allows.
+//!
+//! Modes are chosen by loading and attaching the real programs, best first, never by guessing
+//! from a kernel version or `/sys/kernel/security/lsm` (which lists `bpf` on kernels that still
+//! refuse LSM programs). Each rejected mode is kept with its reason.
+
+use std::{fmt, fs::File, os::fd::AsFd as _, path::Path};
+
+use aya::{
+    Btf as AyaBtf, Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, Lsm, ProgramError, TracePoint},
+};
+use probe_common::{
+    config::{self, Config},
+    counters::{CountKey, CountValue},
+    maps, stats,
+    targets::{TargetKey, TargetValue},
+    volumes::VolumeValue,
+};
+
+use crate::{btf::Btf, offsets};
+
+/// `--file-hook`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileHook {
+    Auto,
+    Lsm,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+/// `--connect-hook`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectHook {
+    Auto,
+    Cgroup,
+    Lsm,
+    Fentry,
+}
+
+/// The file-open mode in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileMode {
+    Lsm,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+/// The connect mode in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectMode {
+    Cgroup,
+    Lsm,
+    Fentry,
+}
+
+impl FileMode {
+    /// Best first.
+    pub const CHAIN: [Self; 4] = [Self::Lsm, Self::Fentry, Self::Kprobe, Self::Tracepoint];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Lsm => "lsm",
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+            Self::Tracepoint => "tracepoint",
+        }
+    }
+
+    fn candidates(hook: FileHook) -> Vec<Self> {
+        match hook {
+            FileHook::Auto => Self::CHAIN.to_vec(),
+            FileHook::Lsm => vec![Self::Lsm],
+            FileHook::Fentry => vec![Self::Fentry],
+            FileHook::Kprobe => vec![Self::Kprobe],
+            FileHook::Tracepoint => vec![Self::Tracepoint],
+        }
+    }
+}
+
+impl ConnectMode {
+    /// Best first.
+    pub const CHAIN: [Self; 3] = [Self::Cgroup, Self::Lsm, Self::Fentry];
+
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cgroup => "cgroup",
+            Self::Lsm => "lsm",
+            Self::Fentry => "fentry",
+        }
+    }
+
+    fn candidates(hook: ConnectHook) -> Vec<Self> {
+        match hook {
+            ConnectHook::Auto => Self::CHAIN.to_vec(),
+            ConnectHook::Cgroup => vec![Self::Cgroup],
+            ConnectHook::Lsm => vec![Self::Lsm],
+            ConnectHook::Fentry => vec![Self::Fentry],
+        }
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for ConnectMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A mode that was tried and refused, with the kernel's reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    pub detector: &'static str,
+    pub mode: &'static str,
+    pub reason: String,
+}
+
+/// Errors loading the programs or attaching a detector.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot resolve kernel struct offsets")]
+    Btf(#[from] crate::btf::BtfError),
+    #[error("cannot load the eBPF object")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("the eBPF object has no map `{name}`")]
+    MissingMap { name: &'static str },
+    #[error("map `{name}` has an unexpected type")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("no {detector} mode could be attached: {}", summarize(.rejections))]
+    NoMode { detector: &'static str, rejections: Vec<Rejection> },
+}
+
+fn summarize(rejections: &[Rejection]) -> String {
+    rejections.iter().map(|r| format!("{}: {}", r.mode, r.reason)).collect::<Vec<_>>().join("; ")
+}
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub file_hook: FileHook,
+    pub connect_hook: ConnectHook,
+    /// The host's cgroup v2 root, where the `cgroup` connect mode attaches.
+    pub cgroup_root: std::path::PathBuf,
+    /// One of [`config::key_kind`].
+    pub key_kind: u32,
+    pub btf_path: std::path::PathBuf,
+    /// Entries of the in-kernel counters map (one per container, target and kind).
+    pub counters_capacity: u32,
+}
+
+/// The loaded programs and the maps the agent fills and reads.
+pub struct Probe {
+    ebpf: Ebpf,
+    btf: Option<AyaBtf>,
+    pub file_mode: Option<FileMode>,
+    pub connect_mode: Option<ConnectMode>,
+    pub rejections: Vec<Rejection>,
+    pub volumes: HashMap<MapData, u32, VolumeValue>,
+    pub targets: HashMap<MapData, TargetKey, TargetValue>,
+    pub counters: HashMap<MapData, CountKey, CountValue>,
+    stats: PerCpuArray<MapData, u64>,
+    notices: Option<RingBuf<MapData>>,
+    /// Kernel-side diagnostics (aya-log). Its map must stay open until the programs are loaded.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    options: ProbeOptions,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, ProbeError> {
+    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap { name })?;
+    T::try_from(map).map_err(|source| ProbeError::Map { name, source })
+}
+
+/// Raises `RLIMIT_MEMLOCK` for kernels that still account BPF memory there (< 5.11); a failure is
+/// only a warning, newer kernels charge the memory cgroup instead.
+pub fn bump_memlock() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if kernel_at_least(5, 11) {
+            tracing::debug!(%error, "could not raise RLIMIT_MEMLOCK; not needed, this kernel charges BPF memory to the memory cgroup");
+        } else {
+            tracing::warn!(%error, "could not raise RLIMIT_MEMLOCK; loading may fail on this kernel (< 5.11)");
+        }
+    }
+}
+
+/// Whether the running kernel's release is at least `major.minor` (unknown counts as yes).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(uts) = nix::sys::utsname::uname() else { return true };
+    let release = uts.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => true,
+    }
+}
+
+impl Probe {
+    /// Resolves offsets from BTF, patches them into the object and creates its maps. Programs
+    /// are not loaded yet: [`Probe::attach`] does that, mode by mode.
+    ///
+    /// # Errors
+    /// Missing or unreadable BTF, or the object failing to load.
+    pub fn load(options: ProbeOptions) -> Result<Self, ProbeError> {
+        let btf = Btf::from_file(&options.btf_path)?;
+        let config = Config {
+            key_kind: options.key_kind,
+            exec_tracking: 0,
+            missing_token: 0,
+            reserved: 0,
+            offsets: offsets::resolve(&btf)?,
+        };
+        drop(btf);
+        let aya_btf = AyaBtf::parse_file(&options.btf_path, aya::Endianness::default()).ok();
+        let mut ebpf = EbpfLoader::new()
+            .btf(aya_btf.as_ref())
+            .override_global(config::GLOBAL, &config, true)
+            .map_max_entries(maps::COUNTERS, options.counters_capacity)
+            .load(crate::ebpf::OBJECT)
+            .map_err(|e| ProbeError::Load(Box::new(e)))?;
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .map_err(|e| tracing::warn!(error = %e, "kernel-side diagnostics unavailable"))
+            .ok();
+        Ok(Self {
+            logger,
+            volumes: take(&mut ebpf, maps::VOLUMES)?,
+            targets: take(&mut ebpf, maps::TARGETS)?,
+            counters: take(&mut ebpf, maps::COUNTERS)?,
+            stats: take(&mut ebpf, maps::STATS)?,
+            notices: Some(take(&mut ebpf, maps::NOTICES)?),
+            ebpf,
+            btf: aya_btf,
+            file_mode: None,
+            connect_mode: None,
+            rejections: Vec::new(),
+            options,
+        })
+    }
+
+    /// The notice ring buffer; take it and start reading before [`Probe::attach`].
+    pub fn take_notices(&mut self) -> Option<RingBuf<MapData>> {
+        self.notices.take()
+    }
+
+    /// The kernel-side log reader; take it and start flushing it before [`Probe::attach`].
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
+    }
+
+    /// Attaches both detectors with the best mode each allows.
+    ///
+    /// # Errors
+    /// [`ProbeError::NoMode`] when no candidate mode of a detector attaches.
+    pub fn attach(&mut self) -> Result<(), ProbeError> {
+        let mut rejected = Vec::new();
+        for mode in FileMode::candidates(self.options.file_hook) {
+            match self.attach_file(mode) {
+                Ok(()) => {
+                    self.file_mode = Some(mode);
+                    break;
+                }
+                Err(reason) => rejected.push(Rejection {
+                    detector: "file-open",
+                    mode: mode.name(),
+                    reason: hint(mode.name(), reason),
+                }),
+            }
+        }
+        if self.file_mode.is_none() {
+            return Err(ProbeError::NoMode { detector: "file-open", rejections: rejected });
+        }
+        let file_rejected = rejected.len();
+        for mode in ConnectMode::candidates(self.options.connect_hook) {
+            match self.attach_connect(mode) {
+                Ok(()) => {
+                    self.connect_mode = Some(mode);
+                    break;
+                }
+                Err(reason) => rejected.push(Rejection {
+                    detector: "connect",
+                    mode: mode.name(),
+                    reason: hint(mode.name(), reason),
+                }),
+            }
+        }
+        if self.connect_mode.is_none() {
+            return Err(ProbeError::NoMode { detector: "connect", rejections: rejected.split_off(file_rejected) });
+        }
+        for r in &rejected {
+            tracing::info!(detector = r.detector, mode = r.mode, reason = %r.reason, "hook mode rejected");
+        }
+        tracing::info!(
+            file_open = %self.file_mode.map_or("none", FileMode::name),
+            connect = %self.connect_mode.map_or("none", ConnectMode::name),
+            "hooks attached"
+        );
+        self.rejections = rejected;
+        Ok(())
+    }
+
+    fn btf(&self) -> Result<&AyaBtf, String> {
+        self.btf.as_ref().ok_or_else(|| format!("no usable BTF at {}", self.options.btf_path.display()))
+    }
+
+    fn attach_file(&mut self, mode: FileMode) -> Result<(), String> {
+        match mode {
+            FileMode::Lsm => self.lsm("tp_file_open_lsm", "file_open"),
+            FileMode::Fentry => self.fentry(&[("tp_file_open_fentry", "security_file_open")]),
+            FileMode::Kprobe => {
+                let program: &mut KProbe = program(&mut self.ebpf, "tp_file_open_kprobe")?;
+                program.load().map_err(describe)?;
+                if let Err(e) = program.attach("security_file_open", 0) {
+                    let reason = describe(e);
+                    unload(program);
+                    return Err(reason);
+                }
+                Ok(())
+            }
+            FileMode::Tracepoint => self.tracepoints(),
+        }
+    }
+
+    fn attach_connect(&mut self, mode: ConnectMode) -> Result<(), String> {
+        match mode {
+            ConnectMode::Cgroup => {
+                let cgroup = File::open(&self.options.cgroup_root)
+                    .map_err(|e| format!("cannot open cgroup v2 root {}: {e}", self.options.cgroup_root.display()))?;
+                let mut attached: Vec<&'static str> = Vec::new();
+                for name in ["tp_connect4_cgroup", "tp_connect6_cgroup"] {
+                    let result = program::<CgroupSockAddr>(&mut self.ebpf, name).and_then(|p| {
+                        p.load().map_err(describe)?;
+                        p.attach(cgroup.as_fd(), CgroupAttachMode::Single).map(drop).map_err(describe)
+                    });
+                    if let Err(reason) = result {
+                        self.unload_all(&attached);
+                        self.unload_all(&[name]);
+                        return Err(reason);
+                    }
+                    attached.push(name);
+                }
+                Ok(())
+            }
+            ConnectMode::Lsm => self.lsm("tp_connect_lsm", "socket_connect"),
+            ConnectMode::Fentry => {
+                self.fentry(&[("tp_connect4_fentry", "tcp_v4_connect"), ("tp_connect6_fentry", "tcp_v6_connect")])
+            }
+        }
+    }
+
+    fn lsm(&mut self, name: &str, hook: &str) -> Result<(), String> {
+        let btf = self.btf()?.clone();
+        let program: &mut Lsm = program(&mut self.ebpf, name)?;
+        program.load(hook, &btf).map_err(describe)?;
+        if let Err(e) = program.attach() {
+            let reason = describe(e);
+            unload(program);
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    fn fentry(&mut self, pairs: &[(&'static str, &str)]) -> Result<(), String> {
+        let btf = self.btf()?.clone();
+        let mut attached: Vec<&'static str> = Vec::new();
+        for (name, function) in pairs {
+            let result = program::<FEntry>(&mut self.ebpf, name).and_then(|p| {
+                p.load(function, &btf).map_err(describe)?;
+                p.attach().map(drop).map_err(describe)
+            });
+            if let Err(reason) = result {
+                self.unload_all(&attached);
+                self.unload_all(&[name]);
+                return Err(reason);
+            }
+            attached.push(name);
+        }
+        Ok(())
+    }
+
+    /// The syscall exit tracepoints: `openat` is required, the others are attached when the
+    /// kernel has them.
+    fn tracepoints(&mut self) -> Result<(), String> {
+        const SYSCALLS: [&str; 5] = ["openat", "openat2", "open", "creat", "open_by_handle_at"];
+        let tracefs = crate::tracefs::ensure_mounted()?;
+        crate::tracefs::check_sys_exit_ret_offset(&tracefs, "sys_exit_openat")?;
+        let program: &mut TracePoint = program(&mut self.ebpf, "tp_file_open_tracepoint")?;
+        program.load().map_err(describe)?;
+        for syscall in SYSCALLS {
+            let event = format!("sys_exit_{syscall}");
+            if let Err(e) = program.attach("syscalls", &event) {
+                if syscall == "openat" {
+                    let reason = describe(e);
+                    unload(program);
+                    return Err(reason);
+                }
+                tracing::warn!(tracepoint = %event, error = %describe(e), "tracepoint unavailable; those opens are not seen");
+            }
+        }
+        Ok(())
+    }
+
+    fn unload_all(&mut self, names: &[&str]) {
+        for name in names {
+            if let Some(p) = self.ebpf.program_mut(name) {
+                match p {
+                    aya::programs::Program::CgroupSockAddr(p) => unload(p),
+                    aya::programs::Program::FEntry(p) => unload(p),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sums of the per-CPU statistics, indexed by [`probe_common::stats`].
+    ///
+    /// # Errors
+    /// A failed map read.
+    pub fn stats(&self) -> Result<[u64; stats::LEN as usize], aya::maps::MapError> {
+        let mut out = [0u64; stats::LEN as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            *slot = self.stats.get(&index, 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The options this probe was loaded with.
+    #[must_use]
+    pub fn options(&self) -> &ProbeOptions {
+        &self.options
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or_else(|| format!("the object has no program {name}"))?;
+    program.try_into().map_err(describe)
+}
+
+trait Unload {
+    fn unload_now(&mut self) -> Result<(), ProgramError>;
+}
+
+macro_rules! impl_unload {
+    ($($t:ty),*) => {$(impl Unload for $t {
+        fn unload_now(&mut self) -> Result<(), ProgramError> { self.unload() }
+    })*};
+}
+impl_unload!(Lsm, FEntry, KProbe, TracePoint, CgroupSockAddr);
+
+fn unload<T: Unload>(program: &mut T) {
+    if let Err(e) = program.unload_now() {
+        tracing::debug!(error = %describe(e), "unloading a rejected program failed");
+    }
+}
+
+/// Adds what usually causes a refusal to the kernel's bare reason.
+fn hint(mode: &str, reason: String) -> String {
+    let eperm = reason.contains("os error 1)");
+    match mode {
+        "lsm" if eperm => {
+            format!("{reason} (BPF LSM is not active — boot with `lsm=…,bpf` — or this kernel refuses BPF trampolines)")
+        }
+        "fentry" if eperm => format!("{reason} (this kernel refuses BPF trampoline programs)"),
+        "kprobe" if reason.contains("kprobe/type") => {
+            format!("{reason} (kprobes are not available: kernel built without CONFIG_KPROBES)")
+        }
+        _ => reason,
+    }
+}
+
+/// A program error with its whole source chain (aya's top-level messages alone hide the errno).
+fn describe<E: std::error::Error>(error: E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let message = s.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = s.source();
+    }
+    // aya appends the verifier log, empty when the kernel refused before verifying.
+    if let Some(stripped) = text.strip_suffix(". Verifier output: ") {
+        text = stripped.to_owned();
+    }
+    if text.len() > 400 {
+        // Verifier logs can be long; the first lines say what matters.
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Whether BTF exists where the probe expects it, with a message naming the kernel option.
+///
+/// # Errors
+/// When the file is missing.
+pub fn check_btf(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(format!("{} is missing: tokenprobe needs a kernel built with CONFIG_DEBUG_INFO_BTF=y", path.display()))
+    }
+}
