@@ -1,0 +1,268 @@
+//! Fake container processes.
+//!
+//! An actor is the current executable re-run with [`ACTOR_ARG`]: it joins a container's cgroup,
+//! enters a mount namespace of its own with the pod's volumes bind-mounted where a kubelet
+//! would put them, then performs [`Action`]s read from stdin one JSON line at a time, answering
+//! each with one line. Closing stdin ends it.
+
+use std::{
+    ffi::CString,
+    io::{BufRead as _, BufReader, Write as _},
+    net::SocketAddr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+use nix::{
+    fcntl::{OFlag, open, openat},
+    mount::{MsFlags, mount},
+    sched::{CloneFlags, unshare},
+    sys::stat::Mode,
+};
+use serde::{Deserialize, Serialize};
+
+/// First argument that turns the test executable into an actor.
+pub const ACTOR_ARG: &str = "__tokenprobe_actor";
+
+/// How an actor sets itself up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActorSpec {
+    /// The cgroup v2 directory to join; `None` stays in the caller's (a host process).
+    pub cgroup: Option<PathBuf>,
+    /// (volume directory, path inside the actor's mount namespace) bind mounts.
+    pub mounts: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Something an actor does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// `open(path, O_RDONLY)`, then close.
+    Open(PathBuf),
+    /// `open(path, O_PATH)`, then close.
+    OpenPath(PathBuf),
+    /// `chdir(dir)`, `open(name)` (a relative path), `chdir("/")`.
+    OpenRelative { dir: PathBuf, name: String },
+    /// `openat(open(dir, O_DIRECTORY|O_PATH), name)`.
+    OpenAt { dir: PathBuf, name: String },
+    /// `openat2(AT_FDCWD, path, {flags: O_RDONLY})`.
+    OpenAt2(PathBuf),
+    /// A TCP connect (the stand-in must be listening), then close.
+    Connect(SocketAddr),
+    /// A TCP connect from an IPv6 socket to the IPv4-mapped form of an IPv4 address.
+    ConnectMapped(SocketAddr),
+}
+
+/// The answer to an action: `Ok` or the errno it failed with.
+pub type Outcome = Result<(), i32>;
+
+/// The harness side of a running actor.
+pub struct Actor {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Actor {
+    /// Starts an actor and waits until it is set up.
+    ///
+    /// # Panics
+    /// When the actor cannot be started or fails to set up (its error is in the message).
+    #[must_use]
+    pub fn spawn(spec: &ActorSpec) -> Self {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .arg(ACTOR_ARG)
+            .arg(serde_json::to_string(spec).expect("spec serializes"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn actor");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("actor stdout"));
+        let mut actor = Self { child, stdin, stdout };
+        let line = actor.read_line();
+        assert_eq!(line, "ready", "actor failed to set up ({spec:?}): {line}");
+        actor
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from actor");
+        line.trim_end().to_owned()
+    }
+
+    /// The actor's pid.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Performs one action and returns its outcome.
+    ///
+    /// # Errors
+    /// The errno the action failed with, in the actor.
+    ///
+    /// # Panics
+    /// When the actor died or answered nonsense.
+    pub fn run(&mut self, action: &Action) -> Outcome {
+        let stdin = self.stdin.as_mut().expect("actor still running");
+        writeln!(stdin, "{}", serde_json::to_string(action).expect("action serializes")).expect("write to actor");
+        stdin.flush().expect("flush to actor");
+        let line = self.read_line();
+        match line.strip_prefix("err ") {
+            None if line == "ok" => Ok(()),
+            Some(errno) => Err(errno.parse().unwrap_or_else(|_| panic!("bad answer {line:?}"))),
+            None => panic!("actor answered {line:?} to {action:?}"),
+        }
+    }
+
+    /// Performs an action that must succeed.
+    ///
+    /// # Panics
+    /// When it fails.
+    pub fn ok(&mut self, action: &Action) {
+        if let Err(errno) = self.run(action) {
+            panic!("{action:?} failed: {}", std::io::Error::from_raw_os_error(errno));
+        }
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // Closing stdin ends it; kill (only this child, by its pid) if it does not go.
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if let Err(e) = self.child.kill() {
+            eprintln!("warning: cannot kill actor {}: {e}", self.child.id());
+        }
+        if let Err(e) = self.child.wait() {
+            eprintln!("warning: cannot reap actor {}: {e}", self.child.id());
+        }
+    }
+}
+
+/// Entry point of an actor process. Returns when stdin closes.
+///
+/// # Panics
+/// Never on purpose: setup errors are reported on stdout for the harness to assert on.
+pub fn actor_main(spec_json: &str) {
+    let mut out = std::io::stdout().lock();
+    match serde_json::from_str::<ActorSpec>(spec_json).map_err(|e| e.to_string()).and_then(|s| setup(&s)) {
+        Ok(()) => writeln!(out, "ready").expect("stdout"),
+        Err(e) => {
+            writeln!(out, "setup failed: {e}").expect("stdout");
+            return;
+        }
+    }
+    out.flush().expect("stdout");
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { return };
+        let answer = match serde_json::from_str::<Action>(&line) {
+            Ok(action) => match perform(&action) {
+                Ok(()) => "ok".to_owned(),
+                Err(errno) => format!("err {}", errno as i32),
+            },
+            Err(e) => format!("bad action {e}"),
+        };
+        writeln!(out, "{answer}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+fn setup(spec: &ActorSpec) -> Result<(), String> {
+    if let Some(cgroup) = &spec.cgroup {
+        std::fs::write(cgroup.join("cgroup.procs"), "0\n").map_err(|e| format!("join {}: {e}", cgroup.display()))?;
+    }
+    if spec.mounts.is_empty() {
+        return Ok(());
+    }
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount ns: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make / private: {e}"))?;
+    // A scratch /run of our own, so the kubelet-style mount points can be made anywhere below it
+    // without touching the host's.
+    mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::empty(), Some("mode=755"))
+        .map_err(|e| format!("tmpfs on /run: {e}"))?;
+    for (source, target) in &spec.mounts {
+        let target = resolve_run(target);
+        std::fs::create_dir_all(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+        mount(Some(source.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| format!("bind {} on {}: {e}", source.display(), target.display()))?;
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| format!("read-only {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// `/var/run/...` is `/run/...` (on hosts where /var/run is not the usual symlink, the mount is
+/// made in /run all the same, where the actor's own tmpfs is).
+fn resolve_run(path: &Path) -> PathBuf {
+    path.strip_prefix("/var/run").map_or_else(|_| path.to_path_buf(), |rest| Path::new("/run").join(rest))
+}
+
+fn perform(action: &Action) -> Result<(), nix::errno::Errno> {
+    match action {
+        Action::Open(path) => open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop),
+        Action::OpenPath(path) => open(path.as_path(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map(drop),
+        Action::OpenRelative { dir, name } => {
+            nix::unistd::chdir(dir.as_path())?;
+            let result = open(name.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop);
+            nix::unistd::chdir("/")?;
+            result
+        }
+        Action::OpenAt { dir, name } => {
+            let dir = open(dir.as_path(), OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+            openat(&dir, name.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop)
+        }
+        Action::OpenAt2(path) => openat2(path),
+        Action::Connect(addr) => std::net::TcpStream::connect(addr).map(drop).map_err(|e| errno_of(&e)),
+        Action::ConnectMapped(addr) => connect_mapped(*addr),
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn openat2(path: &Path) -> Result<(), nix::errno::Errno> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow { flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64, mode: 0, resolve: 0 };
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: valid C string and struct pointer with its size, as openat2(2) takes them.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c_path.as_ptr(), &raw const how, size_of::<OpenHow>())
+    };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: a fresh fd we own.
+    drop(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| nix::errno::Errno::EBADF)?) });
+    Ok(())
+}
+
+/// Connects an `AF_INET6` socket to `::ffff:a.b.c.d`, as dual-stack clients do.
+fn connect_mapped(addr: SocketAddr) -> Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn6, connect, socket};
+    let SocketAddr::V4(v4) = addr else { return Err(nix::errno::Errno::EINVAL) };
+    let mapped = std::net::SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0);
+    let fd = socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    connect(fd.as_raw_fd(), &SockaddrIn6::from(mapped))
+}

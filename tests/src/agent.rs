@@ -1,0 +1,105 @@
+//! A synchronous wrapper around the agent, for test cases.
+
+use std::time::{Duration, Instant};
+
+use probe_agent::{
+    evidence::{ContainerEvidence, Evidence},
+    watch::{Agent, WatchConfig, WatchError},
+};
+use tokio::runtime::Runtime;
+
+use crate::fake_node::Container;
+
+/// A running agent driven from synchronous test code.
+pub struct TestAgent<'rt> {
+    rt: &'rt Runtime,
+    agent: Option<Agent>,
+}
+
+impl<'rt> TestAgent<'rt> {
+    /// Starts an agent.
+    ///
+    /// # Errors
+    /// As [`Agent::start`].
+    pub fn start(rt: &'rt Runtime, config: WatchConfig) -> Result<Self, WatchError> {
+        let agent = rt.block_on(Agent::start(config))?;
+        Ok(Self { rt, agent: Some(agent) })
+    }
+
+    fn agent(&self) -> &Agent {
+        self.agent.as_ref().expect("agent running")
+    }
+
+    /// The evidence now (after a rescan).
+    ///
+    /// # Panics
+    /// When the agent stopped.
+    #[must_use]
+    pub fn snapshot(&self) -> Evidence {
+        self.rt.block_on(self.agent().snapshot()).expect("snapshot")
+    }
+
+    /// Polls until `ready` holds (the agent follows mounts and cgroups on its own), and returns
+    /// that evidence.
+    ///
+    /// # Panics
+    /// After `timeout`, with the last evidence.
+    pub fn wait_for(&self, what: &str, timeout: Duration, ready: impl Fn(&Evidence) -> bool) -> Evidence {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ev = self.rt.block_on(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.agent().snapshot().await
+            });
+            let ev = ev.expect("snapshot");
+            if ready(&ev) {
+                return ev;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; evidence: {}", dump(&ev));
+        }
+    }
+
+    /// Stops the agent and returns the final evidence.
+    ///
+    /// # Panics
+    /// When the agent already stopped.
+    #[must_use]
+    pub fn stop(mut self) -> Evidence {
+        let agent = self.agent.take().expect("agent running");
+        self.rt.block_on(agent.stop()).expect("stop")
+    }
+}
+
+impl Drop for TestAgent<'_> {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent.take()
+            && let Err(e) = self.rt.block_on(agent.stop())
+        {
+            eprintln!("warning: agent did not stop cleanly: {e}");
+        }
+    }
+}
+
+/// Pretty JSON of evidence, for failure messages.
+#[must_use]
+pub fn dump(ev: &Evidence) -> String {
+    serde_json::to_string_pretty(ev).unwrap_or_else(|e| format!("<unserializable: {e}>"))
+}
+
+/// The evidence entry of a container.
+///
+/// # Panics
+/// When it is missing, with the evidence.
+#[must_use]
+pub fn entry<'e>(ev: &'e Evidence, container: &Container) -> &'e ContainerEvidence {
+    ev.containers
+        .iter()
+        .find(|c| c.container_id.as_deref() == Some(container.id.as_str()))
+        .unwrap_or_else(|| panic!("no evidence for container {}: {}", container.id, dump(ev)))
+}
+
+/// Whether the evidence has an entry for a container.
+#[must_use]
+pub fn has_entry(ev: &Evidence, container: &Container) -> bool {
+    ev.containers.iter().any(|c| c.container_id.as_deref() == Some(container.id.as_str()))
+}

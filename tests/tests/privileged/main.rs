@@ -1,0 +1,129 @@
+//! Privileged integration tests: the real programs on the real kernel against a fake node.
+//!
+//! Each file-open case runs once per file-open mode (lsm, fentry, kprobe, tracepoint) and each
+//! connect case once per connect mode (cgroup, lsm, fentry). A mode the kernel refuses is
+//! reported as skipped with the probe's reason — never as passed.
+//!
+//! Needs root. `cargo xtask test` runs it; alone: `sudo -E cargo test -p probe-tests --test privileged`.
+//! A free argument filters cases by name.
+
+mod cli;
+mod connect;
+mod files;
+
+use std::process::ExitCode;
+
+use probe_agent::{
+    probe::{ConnectHook, ConnectMode, FileHook, FileMode, ProbeError},
+    watch::WatchError,
+};
+use probe_tests::{
+    actor::{ACTOR_ARG, actor_main},
+    agent::TestAgent,
+    fake_node::{Driver, FakeNode},
+    runner::Suite,
+};
+use tokio::runtime::Runtime;
+
+/// A case: gets the runtime and the hooks to force.
+type Case = fn(&Runtime, FileHook, ConnectHook);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(ACTOR_ARG) {
+        actor_main(args.get(2).map_or("", String::as_str));
+        return ExitCode::SUCCESS;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        // In CI a skip would hide that nothing ran.
+        if std::env::var_os("CI").is_some() {
+            eprintln!("error: the privileged tests need root (CI is set, so this is a failure)");
+            return ExitCode::FAILURE;
+        }
+        println!("SKIPPED: the privileged tests need root; run `cargo xtask test`\n\n0 passed, 0 failed, 1 skipped");
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var_os("TOKENPROBE_TEST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut suite = Suite::from_args();
+
+    for mode in FileMode::CHAIN {
+        let hook = file_hook(mode);
+        let available = probe_file_mode(&rt, hook);
+        match &available {
+            Ok(()) => println!("# file-open mode {mode}: available, running its cases"),
+            Err(reason) => println!("# file-open mode {mode}: refused by this kernel: {reason}"),
+        }
+        for (name, case) in files::CASES {
+            let full = format!("file/{mode}/{name}");
+            match &available {
+                Ok(()) => suite.run(&full, || case(&rt, hook, ConnectHook::Auto)),
+                Err(reason) => suite.skip(&full, reason),
+            }
+        }
+    }
+    for mode in ConnectMode::CHAIN {
+        let hook = connect_hook(mode);
+        let available = probe_connect_mode(&rt, hook);
+        match &available {
+            Ok(()) => println!("# connect mode {mode}: available, running its cases"),
+            Err(reason) => println!("# connect mode {mode}: refused by this kernel: {reason}"),
+        }
+        for (name, case) in connect::CASES {
+            let full = format!("connect/{mode}/{name}");
+            match &available {
+                Ok(()) => suite.run(&full, || case(&rt, FileHook::Auto, hook)),
+                Err(reason) => suite.skip(&full, reason),
+            }
+        }
+    }
+    for (name, case) in cli::CASES {
+        suite.run(&format!("cli/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
+    }
+    suite.finish()
+}
+
+const fn file_hook(mode: FileMode) -> FileHook {
+    match mode {
+        FileMode::Lsm => FileHook::Lsm,
+        FileMode::Fentry => FileHook::Fentry,
+        FileMode::Kprobe => FileHook::Kprobe,
+        FileMode::Tracepoint => FileHook::Tracepoint,
+    }
+}
+
+const fn connect_hook(mode: ConnectMode) -> ConnectHook {
+    match mode {
+        ConnectMode::Cgroup => ConnectHook::Cgroup,
+        ConnectMode::Lsm => ConnectHook::Lsm,
+        ConnectMode::Fentry => ConnectHook::Fentry,
+    }
+}
+
+/// Whether the kernel lets a mode attach: the probe's own answer, by loading and attaching it.
+fn probe_mode(rt: &Runtime, file: FileHook, connect: ConnectHook, detector: &str) -> Result<(), String> {
+    let node = FakeNode::new(Driver::Systemd);
+    let mut config = node.watch_config();
+    config.file_hook = file;
+    config.connect_hook = connect;
+    match TestAgent::start(rt, config) {
+        Ok(agent) => {
+            drop(agent.stop());
+            Ok(())
+        }
+        Err(WatchError::Probe(ProbeError::NoMode { detector: d, rejections })) if d == detector => {
+            Err(rejections.iter().map(|r| r.reason.clone()).collect::<Vec<_>>().join("; "))
+        }
+        Err(e) => panic!("the agent failed to start for another reason than the mode: {e:#?}"),
+    }
+}
+
+fn probe_file_mode(rt: &Runtime, hook: FileHook) -> Result<(), String> {
+    probe_mode(rt, hook, ConnectHook::Auto, "file-open")
+}
+
+fn probe_connect_mode(rt: &Runtime, hook: ConnectHook) -> Result<(), String> {
+    probe_mode(rt, FileHook::Auto, hook, "connect")
+}
