@@ -1,0 +1,94 @@
+//! `cargo xtask test` and `cargo xtask demo`.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd::{self, is_root, output, workspace_root};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Only cases whose name contains this (privileged suite).
+    filter: Option<String>,
+    /// Skip the unit tests.
+    #[arg(long)]
+    no_unit: bool,
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Builds the agent binary and returns its path.
+fn build_agent() -> anyhow::Result<PathBuf> {
+    binary_path(
+        cargo().args([
+            "build",
+            "--package",
+            "probe-agent",
+            "--bin",
+            "probe-agent",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "probe-agent",
+    )
+}
+
+/// Runs a cargo build with JSON messages and returns the executable of `target`.
+fn binary_path(cmd: &mut Command, target: &str) -> anyhow::Result<PathBuf> {
+    let out = output(cmd)?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == target)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo built no executable named {target}"))
+}
+
+pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
+    if !args.no_unit {
+        cmd::run(cargo().args(["test", "--workspace", "--exclude", "probe-tests", "--exclude", "probe-ebpf"]))?;
+    }
+    if !is_root() {
+        bail!("the privileged tests need root: run `cargo xtask test` as root");
+    }
+    let agent = build_agent()?;
+    let suite = binary_path(
+        cargo().args([
+            "test",
+            "--package",
+            "probe-tests",
+            "--test",
+            "privileged",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "privileged",
+    )?;
+    let mut cmd = Command::new(&suite);
+    cmd.env("TOKENPROBE_AGENT_BIN", &agent);
+    if let Some(f) = &args.filter {
+        cmd.arg(f);
+    }
+    cmd::run(&mut cmd).context("privileged tests failed")
+}
+
+pub fn demo(seconds: u64) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the demo needs root (tmpfs mounts, cgroups, BPF)");
+    }
+    let agent = build_agent()?;
+    let demo = binary_path(
+        cargo().args([
+            "build",
+            "--package",
+            "probe-tests",
+            "--bin",
+            "tokenprobe-demo",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "tokenprobe-demo",
+    )?;
+    cmd::run(Command::new(demo).arg(seconds.to_string()).env("TOKENPROBE_AGENT_BIN", agent))
+}
