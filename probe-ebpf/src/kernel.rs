@@ -7,13 +7,11 @@ use crate::maps::bump_stat;
 /// Reads a `T` at `base + offset`; counts a failed read in the statistics.
 #[inline(always)]
 pub unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
-    match bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            bump_stat(probe_common::stats::READ_ERRORS);
-            None
-        }
+    let value = bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()).ok();
+    if value.is_none() {
+        bump_stat(probe_common::stats::READ_ERRORS);
     }
+    value
 }
 
 /// Reads a pointer at `base + offset`; `None` for a failed read or a NULL pointer.

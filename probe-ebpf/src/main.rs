@@ -2,10 +2,10 @@
 //!
 //! Two detectors, each in several modes; the agent loads and attaches the best mode the
 //! running kernel allows (see DESIGN.md, "Kernel side"):
-//! - file open: `lsm` (lsm/file_open), `fentry` and `kprobe` (security_file_open),
-//!   `tracepoint` (syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at});
-//! - API connect: `cgroup` (cgroup/connect4, connect6), `lsm` (lsm/socket_connect),
-//!   `fentry` (tcp_v4_connect, tcp_v6_connect).
+//! - file open: `lsm` (`lsm/file_open`), `fentry` and `kprobe` (`security_file_open`),
+//!   `tracepoint` (`syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}`);
+//! - API connect: `cgroup` (`cgroup/connect4`, `connect6`), `lsm` (`lsm/socket_connect`),
+//!   `fentry` (`tcp_v4_connect`, `tcp_v6_connect`).
 //!
 //! Every mode funnels into [`record::count`], which counts per (container key, target, kind,
 //! session) in a hash map and emits a ring-buffer notice only the first time a key is seen.
@@ -20,6 +20,8 @@
     clippy::cast_sign_loss,
     reason = "kernel-side code: every read is a probe read of kernel memory; casts mirror C types"
 )]
+#![expect(clippy::inline_always, reason = "BPF: helpers are inlined into each program on purpose")]
+#![expect(clippy::needless_pass_by_value, reason = "program signatures are fixed by aya's macros")]
 
 mod connect;
 mod file;

@@ -61,7 +61,7 @@ pub unsafe fn count<C: EbpfContext>(ctx: &C, target: u32, kind: u32) {
         return;
     }
     let value = CountValue { count: 1, first_ns: now, last_ns: now };
-    match TP_COUNTERS.insert(&key, &value, BPF_NOEXIST) {
+    match TP_COUNTERS.insert(key, value, BPF_NOEXIST) {
         Ok(()) => notice(key, pid_tgid, now),
         // Another CPU inserted the key between our lookup and insert.
         Err(err) if i64::from(err) == -EEXIST => {
@@ -79,7 +79,7 @@ fn map_full<C: EbpfContext>(ctx: &C, key: &CountKey) {
     if let Some(lost) = TP_STATS.get_ptr(stats::COUNTER_MAP_FULL) {
         // SAFETY: per-CPU slot of this CPU.
         let lost = unsafe { *lost };
-        if lost & (lost - 1) == 0 {
+        if lost.is_power_of_two() {
             error!(
                 ctx,
                 "counters map full: {} events lost on this CPU (cgroup {}, kind {})", lost, key.key_id, key.kind
@@ -110,12 +110,6 @@ fn notice(key: CountKey, pid_tgid: u64, now: u64) {
         return;
     };
     let comm = bpf_get_current_comm().unwrap_or_default();
-    entry.write(Notice {
-        key,
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
-        ts_ns: now,
-        comm: comm.map(|c| c as u8),
-    });
+    entry.write(Notice { key, tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, ts_ns: now, comm });
     entry.submit(0);
 }

@@ -26,6 +26,9 @@ enum Task {
     },
     /// Set up, then run every test: unit tests and the privileged tests on this kernel (root).
     Test(test::TestArgs),
+    /// rustfmt check and clippy (pedantic, warnings are errors) on the host crates and on the
+    /// kernel programs for the BPF target.
+    Lint,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +41,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => {
             setup::run()?;
             test::run_all(&args)
+        }
+        Task::Lint => {
+            setup::run()?;
+            test::lint()
         }
     }
 }

@@ -74,6 +74,25 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     cmd::run(&mut cmd).context("privileged tests failed")
 }
 
+pub fn lint() -> anyhow::Result<()> {
+    cmd::run(cargo().args(["fmt", "--all", "--check"]))?;
+    cmd::run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    cmd::run(cargo().args([
+        "+nightly",
+        "clippy",
+        "--package",
+        "probe-ebpf",
+        "--bins",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
 pub fn demo(seconds: u64) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo needs root (tmpfs mounts, cgroups, BPF)");
