@@ -2,11 +2,12 @@
 //!
 //! Serialized Kubernetes style (camelCase); unknown values are `null`, never guessed.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// One node's evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
     pub node: String,
@@ -18,14 +19,16 @@ pub struct Evidence {
 }
 
 /// About the agent that produced the evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentInfo {
     pub version: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
     pub started_at: OffsetDateTime,
     /// When this evidence was assembled.
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
     pub generated_at: Option<OffsetDateTime>,
     pub hooks: Hooks,
     /// Modes tried and refused, best first, with the kernel's reason.
@@ -37,14 +40,14 @@ pub struct AgentInfo {
     pub map_full: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hooks {
     pub file_open: Option<String>,
     pub connect: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedHook {
     pub detector: String,
@@ -53,21 +56,21 @@ pub struct RejectedHook {
 }
 
 /// How the agent tells containers apart in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum KeyKind {
     Cgroup,
     MountNs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerKey {
     pub kind: KeyKind,
     pub id: u64,
 }
 
 /// Opens of the files of a projected volume.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reads {
     #[serde(default)]
     pub token: u64,
@@ -98,7 +101,7 @@ impl Reads {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     pub kind: String,
@@ -107,7 +110,7 @@ pub struct Workload {
 
 /// A projected volume other than the automount one that holds a token (custom audience, Vault,
 /// Istio): automount does not control it, so it is reported apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OtherVolume {
     pub name: String,
@@ -117,7 +120,7 @@ pub struct OtherVolume {
 }
 
 /// One container (a container id: a restarted container is a new entry).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerEvidence {
     pub key: ContainerKey,
@@ -140,17 +143,20 @@ pub struct ContainerEvidence {
     /// Names (`comm`) of processes seen using the volume or the API server.
     pub processes: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub first_seen: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub last_seen: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub observed_since: Option<OffsetDateTime>,
     /// The agent was watching before the container's first process started.
     pub observed_from_start: Option<bool>,
 }
 
 /// A watched volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeEvidence {
     pub pod_uid: String,
@@ -161,6 +167,7 @@ pub struct VolumeEvidence {
     pub device: u32,
     pub mounted: bool,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
     pub watched_since: OffsetDateTime,
 }
 

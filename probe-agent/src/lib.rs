@@ -3,12 +3,14 @@
 //! containers read the service-account token or connect to the API server.
 
 pub mod btf;
+pub mod canary;
 pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod counters;
 pub mod ebpf;
 pub mod evidence;
+pub mod k8s;
 pub mod mountinfo;
 pub mod node;
 pub mod offsets;

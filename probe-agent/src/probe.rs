@@ -19,7 +19,7 @@ use probe_common::{
     volumes::VolumeValue,
 };
 
-use crate::{btf::Btf, offsets};
+use crate::{btf::Btf, canary, offsets};
 
 /// `--file-hook`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +73,17 @@ impl FileMode {
         }
     }
 
+    /// The programs this mode attaches.
+    #[must_use]
+    pub const fn programs(self) -> &'static [&'static str] {
+        match self {
+            Self::Lsm => &["tp_file_open_lsm"],
+            Self::Fentry => &["tp_file_open_fentry"],
+            Self::Kprobe => &["tp_file_open_kprobe"],
+            Self::Tracepoint => &["tp_file_open_tracepoint"],
+        }
+    }
+
     fn candidates(hook: FileHook) -> Vec<Self> {
         match hook {
             FileHook::Auto => Self::CHAIN.to_vec(),
@@ -94,6 +105,16 @@ impl ConnectMode {
             Self::Cgroup => "cgroup",
             Self::Lsm => "lsm",
             Self::Fentry => "fentry",
+        }
+    }
+
+    /// The programs this mode attaches.
+    #[must_use]
+    pub const fn programs(self) -> &'static [&'static str] {
+        match self {
+            Self::Cgroup => &["tp_connect4_cgroup", "tp_connect6_cgroup"],
+            Self::Lsm => &["tp_connect_lsm"],
+            Self::Fentry => &["tp_connect4_fentry", "tp_connect6_fentry"],
         }
     }
 
@@ -189,6 +210,23 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     T::try_from(map).map_err(|source| ProbeError::Map { name, source })
 }
 
+/// The offsets and aya's parsed BTF for `path`, parsed once per process: the kernel's BTF does
+/// not change while it runs, and parsing it (several MB) dominates an agent's start-up.
+fn kernel_btf(path: &Path) -> Result<(probe_common::config::Offsets, Option<AyaBtf>), ProbeError> {
+    type Parsed = (std::path::PathBuf, probe_common::config::Offsets, Option<AyaBtf>);
+    static CACHE: std::sync::Mutex<Option<Parsed>> = std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((cached, offsets, btf)) = cache.as_ref()
+        && cached == path
+    {
+        return Ok((*offsets, btf.clone()));
+    }
+    let offsets = offsets::resolve(&Btf::from_file(path)?)?;
+    let btf = AyaBtf::parse_file(path, aya::Endianness::default()).ok();
+    *cache = Some((path.to_path_buf(), offsets, btf.clone()));
+    Ok((offsets, btf))
+}
+
 /// Raises `RLIMIT_MEMLOCK` for kernels that still account BPF memory there (< 5.11); a failure is
 /// only a warning, newer kernels charge the memory cgroup instead.
 pub fn bump_memlock() {
@@ -222,16 +260,8 @@ impl Probe {
     /// # Errors
     /// Missing or unreadable BTF, or the object failing to load.
     pub fn load(options: ProbeOptions) -> Result<Self, ProbeError> {
-        let btf = Btf::from_file(&options.btf_path)?;
-        let config = Config {
-            key_kind: options.key_kind,
-            exec_tracking: 0,
-            missing_token: 0,
-            reserved: 0,
-            offsets: offsets::resolve(&btf)?,
-        };
-        drop(btf);
-        let aya_btf = AyaBtf::parse_file(&options.btf_path, aya::Endianness::default()).ok();
+        let (offsets, aya_btf) = kernel_btf(&options.btf_path)?;
+        let config = Config { key_kind: options.key_kind, exec_tracking: 0, missing_token: 0, reserved: 0, offsets };
         let mut ebpf = EbpfLoader::new()
             .btf(aya_btf.as_ref())
             .override_global(config::GLOBAL, &config, true)
@@ -274,7 +304,12 @@ impl Probe {
     pub fn attach(&mut self) -> Result<(), ProbeError> {
         let mut rejected = Vec::new();
         for mode in FileMode::candidates(self.options.file_hook) {
-            match self.attach_file(mode) {
+            let attached = self.attach_file(mode).and_then(|()| {
+                canary::file_open_seen(&mut self.volumes, &mut self.counters).inspect_err(|_| {
+                    self.unload_all(mode.programs());
+                })
+            });
+            match attached {
                 Ok(()) => {
                     self.file_mode = Some(mode);
                     break;
@@ -291,7 +326,12 @@ impl Probe {
         }
         let file_rejected = rejected.len();
         for mode in ConnectMode::candidates(self.options.connect_hook) {
-            match self.attach_connect(mode) {
+            let attached = self.attach_connect(mode).and_then(|()| {
+                canary::connect_seen(&mut self.targets, &mut self.counters).inspect_err(|_| {
+                    self.unload_all(mode.programs());
+                })
+            });
+            match attached {
                 Ok(()) => {
                     self.connect_mode = Some(mode);
                     break;
@@ -324,10 +364,10 @@ impl Probe {
 
     fn attach_file(&mut self, mode: FileMode) -> Result<(), String> {
         match mode {
-            FileMode::Lsm => self.lsm("tp_file_open_lsm", "file_open"),
-            FileMode::Fentry => self.fentry(&[("tp_file_open_fentry", "security_file_open")]),
+            FileMode::Lsm => self.lsm(mode.programs()[0], "file_open"),
+            FileMode::Fentry => self.fentry(&[(mode.programs()[0], "security_file_open")]),
             FileMode::Kprobe => {
-                let program: &mut KProbe = program(&mut self.ebpf, "tp_file_open_kprobe")?;
+                let program: &mut KProbe = program(&mut self.ebpf, mode.programs()[0])?;
                 program.load().map_err(describe)?;
                 if let Err(e) = program.attach("security_file_open", 0) {
                     let reason = describe(e);
@@ -346,7 +386,7 @@ impl Probe {
                 let cgroup = File::open(&self.options.cgroup_root)
                     .map_err(|e| format!("cannot open cgroup v2 root {}: {e}", self.options.cgroup_root.display()))?;
                 let mut attached: Vec<&'static str> = Vec::new();
-                for name in ["tp_connect4_cgroup", "tp_connect6_cgroup"] {
+                for &name in mode.programs() {
                     let result = program::<CgroupSockAddr>(&mut self.ebpf, name).and_then(|p| {
                         p.load().map_err(describe)?;
                         p.attach(cgroup.as_fd(), CgroupAttachMode::Single).map(drop).map_err(describe)
@@ -360,9 +400,10 @@ impl Probe {
                 }
                 Ok(())
             }
-            ConnectMode::Lsm => self.lsm("tp_connect_lsm", "socket_connect"),
+            ConnectMode::Lsm => self.lsm(mode.programs()[0], "socket_connect"),
             ConnectMode::Fentry => {
-                self.fentry(&[("tp_connect4_fentry", "tcp_v4_connect"), ("tp_connect6_fentry", "tcp_v6_connect")])
+                let names = mode.programs();
+                self.fentry(&[(names[0], "tcp_v4_connect"), (names[1], "tcp_v6_connect")])
             }
         }
     }
@@ -403,7 +444,7 @@ impl Probe {
         const SYSCALLS: [&str; 5] = ["openat", "openat2", "open", "creat", "open_by_handle_at"];
         let tracefs = crate::tracefs::ensure_mounted()?;
         crate::tracefs::check_sys_exit_ret_offset(&tracefs, "sys_exit_openat")?;
-        let program: &mut TracePoint = program(&mut self.ebpf, "tp_file_open_tracepoint")?;
+        let program: &mut TracePoint = program(&mut self.ebpf, FileMode::Tracepoint.programs()[0])?;
         program.load().map_err(describe)?;
         for syscall in SYSCALLS {
             let event = format!("sys_exit_{syscall}");
@@ -419,14 +460,17 @@ impl Probe {
         Ok(())
     }
 
+    /// Unloads (and so detaches) programs; ones that were never loaded are skipped.
     fn unload_all(&mut self, names: &[&str]) {
+        use aya::programs::Program;
         for name in names {
-            if let Some(p) = self.ebpf.program_mut(name) {
-                match p {
-                    aya::programs::Program::CgroupSockAddr(p) => unload(p),
-                    aya::programs::Program::FEntry(p) => unload(p),
-                    _ => {}
-                }
+            match self.ebpf.program_mut(name) {
+                Some(Program::Lsm(p)) => unload(p),
+                Some(Program::FEntry(p)) => unload(p),
+                Some(Program::KProbe(p)) => unload(p),
+                Some(Program::TracePoint(p)) => unload(p),
+                Some(Program::CgroupSockAddr(p)) => unload(p),
+                _ => {}
             }
         }
     }
@@ -480,10 +524,10 @@ fn unload<T: Unload>(program: &mut T) {
 fn hint(mode: &str, reason: String) -> String {
     let eperm = reason.contains("os error 1)");
     match mode {
-        "lsm" if eperm => {
-            format!("{reason} (BPF LSM is not active — boot with `lsm=…,bpf` — or this kernel refuses BPF trampolines)")
+        "lsm" | "fentry" if eperm => format!("{reason} (this kernel refuses BPF trampoline programs)"),
+        "lsm" if reason.contains("self-test") => {
+            format!("{reason} (BPF LSM is built in but not active: add `bpf` to the kernel's `lsm=` list)")
         }
-        "fentry" if eperm => format!("{reason} (this kernel refuses BPF trampoline programs)"),
         "kprobe" if reason.contains("kprobe/type") => {
             format!("{reason} (kprobes are not available: kernel built without CONFIG_KPROBES)")
         }

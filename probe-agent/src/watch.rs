@@ -366,6 +366,9 @@ impl State {
     }
 
     fn on_notice(&mut self, notice: &Notice) {
+        if notice.key.target == crate::canary::CANARY_ID {
+            return;
+        }
         let comm = notice.comm.split(|&b| b == 0).next().unwrap_or_default();
         let comm = String::from_utf8_lossy(comm);
         if notice.key.key_kind == probe_common::config::key_kind::CGROUP && !self.node.knows_cgroup(notice.key.key_id) {

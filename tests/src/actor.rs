@@ -47,6 +47,8 @@ pub enum Action {
     OpenAt { dir: PathBuf, name: String },
     /// `openat2(AT_FDCWD, path, {flags: O_RDONLY})`.
     OpenAt2(PathBuf),
+    /// An `IORING_OP_OPENAT` through `io_uring` (no open syscall), then close.
+    OpenIoUring(PathBuf),
     /// A TCP connect (the stand-in must be listening), then close.
     Connect(SocketAddr),
     /// A TCP connect from an IPv6 socket to the IPv4-mapped form of an IPv4 address.
@@ -228,6 +230,7 @@ fn perform(action: &Action) -> Result<(), nix::errno::Errno> {
             openat(&dir, name.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop)
         }
         Action::OpenAt2(path) => openat2(path),
+        Action::OpenIoUring(path) => open_io_uring(path),
         Action::Connect(addr) => std::net::TcpStream::connect(addr).map(drop).map_err(|e| errno_of(&e)),
         Action::ConnectMapped(addr) => connect_mapped(*addr),
     }
@@ -255,6 +258,28 @@ fn openat2(path: &Path) -> Result<(), nix::errno::Errno> {
     }
     // SAFETY: a fresh fd we own.
     drop(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| nix::errno::Errno::EBADF)?) });
+    Ok(())
+}
+
+/// Opens a file with `IORING_OP_OPENAT`: the kernel opens it without any open syscall, which
+/// only the LSM/fentry/kprobe hooks see.
+fn open_io_uring(path: &Path) -> Result<(), nix::errno::Errno> {
+    use io_uring::{IoUring, opcode, types};
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let mut ring = IoUring::new(4).map_err(|e| errno_of(&e))?;
+    let entry = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), c_path.as_ptr())
+        .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+        .build()
+        .user_data(1);
+    // SAFETY: the path outlives the submission; we wait for its completion below.
+    unsafe { ring.submission().push(&entry) }.map_err(|_| nix::errno::Errno::EBUSY)?;
+    ring.submit_and_wait(1).map_err(|e| errno_of(&e))?;
+    let result = ring.completion().next().map_or(-libc::EIO, |cqe| cqe.result());
+    if result < 0 {
+        return Err(nix::errno::Errno::from_raw(-result));
+    }
+    // SAFETY: the fd io_uring opened for us.
+    drop(unsafe { OwnedFd::from_raw_fd(result) });
     Ok(())
 }
 

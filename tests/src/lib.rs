@@ -5,4 +5,5 @@
 pub mod actor;
 pub mod agent;
 pub mod fake_node;
+pub mod kube;
 pub mod runner;

@@ -1,8 +1,11 @@
 //! `cargo xtask …`: the project's tasks. See `cargo xtask --help`.
 
+mod apiserver;
 mod cmd;
+mod cpio;
 mod setup;
 mod test;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -24,8 +27,14 @@ enum Task {
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
-    /// Set up, then run every test: unit tests and the privileged tests on this kernel (root).
+    /// Set up, then run every test: unit tests, the privileged tests on this kernel and in VMs
+    /// on stock Debian kernels (root).
     Test(test::TestArgs),
+    /// The privileged tests inside qemu on stock Debian kernels, with and without the BPF LSM.
+    VmTest(vm::VmArgs),
+    /// A real kube-apiserver (Debian's 1.20 source, built once) on 127.0.0.1 for the tests.
+    #[command(subcommand)]
+    Apiserver(apiserver::ApiServerCommand),
     /// rustfmt check and clippy (pedantic, warnings are errors) on the host crates and on the
     /// kernel programs for the BPF target.
     Lint,
@@ -42,6 +51,11 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             test::run_all(&args)
         }
+        Task::VmTest(args) => {
+            setup::run()?;
+            test::vm(&args)
+        }
+        Task::Apiserver(command) => apiserver::command(&setup::cache_dir(), &command),
         Task::Lint => {
             setup::run()?;
             test::lint()

@@ -4,7 +4,11 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{self, is_root, output, workspace_root};
+use crate::{
+    cmd::{self, is_root, output, workspace_root},
+    setup::cache_dir,
+    vm::VmArgs,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -13,6 +17,12 @@ pub struct TestArgs {
     /// Skip the unit tests.
     #[arg(long)]
     no_unit: bool,
+    /// Skip the kernel matrix in VMs.
+    #[arg(long)]
+    no_vm: bool,
+    /// Skip the tests against a real API server.
+    #[arg(long)]
+    no_apiserver: bool,
 }
 
 fn cargo() -> Command {
@@ -54,7 +64,56 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
         bail!("the privileged tests need root: run `cargo xtask test` as root");
     }
     let agent = build_agent()?;
+    let suite = build_suite()?;
+    let mut cmd = Command::new(&suite);
+    cmd.env("TOKENPROBE_AGENT_BIN", &agent);
+    if let Some(f) = &args.filter {
+        cmd.arg(f);
+    }
+    cmd::run(&mut cmd).context("privileged tests failed")?;
+    if !args.no_apiserver {
+        apiserver_tests(args.filter.as_deref())?;
+    }
+    if !args.no_vm {
+        crate::vm::run(&cache_dir(), &suite, &agent, &VmArgs { filter: args.filter.clone(), kernel: None })?;
+    }
+    Ok(())
+}
+
+/// Starts the test API server (unless it runs already), runs the suite against it, and stops
+/// it again if this call started it.
+fn apiserver_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    let paths = crate::apiserver::Paths::new(&cache_dir());
+    let (kubeconfig, started) = crate::apiserver::start(&paths)?;
     let suite = binary_path(
+        cargo().args([
+            "test",
+            "--package",
+            "probe-tests",
+            "--test",
+            "apiserver",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "apiserver",
+    );
+    let result = suite.and_then(|suite| {
+        let mut cmd = Command::new(suite);
+        cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig).env("TOKENPROBE_AGENT_BIN", build_agent()?);
+        if let Some(f) = filter {
+            cmd.arg(f);
+        }
+        cmd::run(&mut cmd).context("API server tests failed")
+    });
+    if started {
+        crate::apiserver::stop(&paths)?;
+    }
+    result
+}
+
+/// Builds the privileged test binary and returns its path.
+fn build_suite() -> anyhow::Result<PathBuf> {
+    binary_path(
         cargo().args([
             "test",
             "--package",
@@ -65,13 +124,16 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
             "--message-format=json-render-diagnostics",
         ]),
         "privileged",
-    )?;
-    let mut cmd = Command::new(&suite);
-    cmd.env("TOKENPROBE_AGENT_BIN", &agent);
-    if let Some(f) = &args.filter {
-        cmd.arg(f);
+    )
+}
+
+pub fn vm(args: &VmArgs) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the VM matrix needs root (apt for qemu and kernels)");
     }
-    cmd::run(&mut cmd).context("privileged tests failed")
+    let agent = build_agent()?;
+    let suite = build_suite()?;
+    crate::vm::run(&cache_dir(), &suite, &agent, args)
 }
 
 pub fn lint() -> anyhow::Result<()> {

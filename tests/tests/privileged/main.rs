@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         let available = probe_file_mode(&rt, hook);
         match &available {
             Ok(()) => println!("# file-open mode {mode}: available, running its cases"),
-            Err(reason) => println!("# file-open mode {mode}: refused by this kernel: {reason}"),
+            Err(reason) => println!("# file-open mode {mode}: unavailable on this kernel: {reason}"),
         }
         for (name, case) in files::CASES {
             let full = format!("file/{mode}/{name}");
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         let available = probe_connect_mode(&rt, hook);
         match &available {
             Ok(()) => println!("# connect mode {mode}: available, running its cases"),
-            Err(reason) => println!("# connect mode {mode}: refused by this kernel: {reason}"),
+            Err(reason) => println!("# connect mode {mode}: unavailable on this kernel: {reason}"),
         }
         for (name, case) in connect::CASES {
             let full = format!("connect/{mode}/{name}");

@@ -1,0 +1,145 @@
+//! Pod → owner chain → workload: `ReplicaSet` → Deployment, Job → `CronJob`, `StatefulSet`,
+//! `DaemonSet`, bare pods.
+//!
+//! The chain is resolved by a pure function over an [`OwnerIndex`] (the controller reference of
+//! each intermediate object); the live agent fills the index with GETs as it meets new owners,
+//! the offline planner from `kubectl get -o json` files.
+
+use std::collections::HashMap;
+
+use k8s_openapi::{
+    api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use kube::{Api, Client};
+
+use crate::evidence::Workload;
+
+/// The controlling owner reference of an object (the first owner when none is marked).
+#[must_use]
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    let owners = meta.owner_references.as_deref()?;
+    owners.iter().find(|o| o.controller == Some(true)).or_else(|| owners.first())
+}
+
+/// Kinds whose owner the index must know to resolve a chain.
+const INTERMEDIATE: [&str; 2] = ["ReplicaSet", "Job"];
+
+/// Controller references of intermediate objects, by (kind, namespace, name). `None`: the
+/// object exists and has no owner, or is gone.
+#[derive(Debug, Default, Clone)]
+pub struct OwnerIndex {
+    owners: HashMap<(String, String, String), Option<OwnerReference>>,
+}
+
+impl OwnerIndex {
+    pub fn insert(&mut self, kind: &str, namespace: &str, meta: &ObjectMeta) {
+        if let Some(name) = &meta.name {
+            self.owners.insert((kind.to_owned(), namespace.to_owned(), name.clone()), controller_of(meta).cloned());
+        }
+    }
+
+    fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Option<OwnerReference>> {
+        self.owners.get(&(kind.to_owned(), namespace.to_owned(), name.to_owned()))
+    }
+
+    /// What the index needs to resolve `pod` and does not hold yet: (kind, name).
+    #[must_use]
+    pub fn missing(&self, pod: &Pod) -> Option<(String, String)> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let owner = controller_of(&pod.metadata)?;
+        (INTERMEDIATE.contains(&owner.kind.as_str()) && self.get(&owner.kind, namespace, &owner.name).is_none())
+            .then(|| (owner.kind.clone(), owner.name.clone()))
+    }
+
+    /// The workload a pod belongs to. Unknown intermediates resolve to themselves.
+    #[must_use]
+    pub fn workload(&self, pod: &Pod) -> Workload {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let Some(owner) = controller_of(&pod.metadata) else {
+            return Workload { kind: "Pod".into(), name: pod.metadata.name.clone().unwrap_or_default() };
+        };
+        if INTERMEDIATE.contains(&owner.kind.as_str())
+            && let Some(Some(top)) = self.get(&owner.kind, namespace, &owner.name)
+        {
+            return Workload { kind: top.kind.clone(), name: top.name.clone() };
+        }
+        Workload { kind: owner.kind.clone(), name: owner.name.clone() }
+    }
+}
+
+/// Fetches what `index` lacks to resolve `pod` (one GET at most) and returns its workload.
+///
+/// # Errors
+/// API errors other than the intermediate object being gone.
+pub async fn resolve_live(client: &Client, index: &mut OwnerIndex, pod: &Pod) -> Result<Workload, kube::Error> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some((kind, name)) = index.missing(pod) {
+        let meta = match kind.as_str() {
+            "ReplicaSet" => {
+                Api::<ReplicaSet>::namespaced(client.clone(), &namespace).get_opt(&name).await?.map(|o| o.metadata)
+            }
+            _ => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&name).await?.map(|o| o.metadata),
+        };
+        let meta = meta.unwrap_or_else(|| ObjectMeta { name: Some(name), ..ObjectMeta::default() });
+        index.insert(&kind, &namespace, &meta);
+    }
+    Ok(index.workload(pod))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(name: &str, owner: Option<(&str, &str)>) -> ObjectMeta {
+        serde_json::from_value(json!({
+            "name": name, "namespace": "ns",
+            "ownerReferences": owner.map(|(kind, n)| vec![json!({"apiVersion": "x/v1", "kind": kind, "name": n, "uid": "u", "controller": true})])
+        }))
+        .unwrap()
+    }
+
+    fn pod(owner: Option<(&str, &str)>) -> Pod {
+        Pod { metadata: meta("p", owner), ..Pod::default() }
+    }
+
+    #[test]
+    fn chains() {
+        let mut index = OwnerIndex::default();
+        let deployment_pod = pod(Some(("ReplicaSet", "web-5d9c")));
+        assert_eq!(index.missing(&deployment_pod), Some(("ReplicaSet".into(), "web-5d9c".into())));
+        assert_eq!(index.workload(&deployment_pod), Workload { kind: "ReplicaSet".into(), name: "web-5d9c".into() });
+        index.insert("ReplicaSet", "ns", &meta("web-5d9c", Some(("Deployment", "web"))));
+        assert_eq!(index.missing(&deployment_pod), None);
+        assert_eq!(index.workload(&deployment_pod), Workload { kind: "Deployment".into(), name: "web".into() });
+
+        index.insert("Job", "ns", &meta("backup-2890", Some(("CronJob", "backup"))));
+        assert_eq!(
+            index.workload(&pod(Some(("Job", "backup-2890")))),
+            Workload { kind: "CronJob".into(), name: "backup".into() }
+        );
+        index.insert("Job", "ns", &meta("oneoff", None));
+        assert_eq!(
+            index.workload(&pod(Some(("Job", "oneoff")))),
+            Workload { kind: "Job".into(), name: "oneoff".into() }
+        );
+        for kind in ["StatefulSet", "DaemonSet"] {
+            let p = pod(Some((kind, "db")));
+            assert_eq!(index.missing(&p), None);
+            assert_eq!(index.workload(&p), Workload { kind: kind.into(), name: "db".into() });
+        }
+        assert_eq!(index.workload(&pod(None)), Workload { kind: "Pod".into(), name: "p".into() });
+    }
+
+    #[test]
+    fn controller_reference_wins_over_others() {
+        let m: ObjectMeta = serde_json::from_value(json!({"name": "x", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "b", "uid": "2", "controller": true}
+        ]}))
+        .unwrap();
+        assert_eq!(controller_of(&m).map(|o| o.name.as_str()), Some("b"));
+    }
+}

@@ -1,0 +1,39 @@
+//! A `kube::Client` for the test API server that `cargo xtask apiserver start` runs.
+//!
+//! `TOKENPROBE_KUBECONFIG` names its kubeconfig (`cargo xtask test` sets it). Without it, tests
+//! that need the server fail in CI and are reported as skipped elsewhere — never passed.
+
+use std::path::PathBuf;
+
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+/// The environment variable naming the test API server's kubeconfig.
+pub const KUBECONFIG_ENV: &str = "TOKENPROBE_KUBECONFIG";
+
+/// Why there is no client.
+#[derive(Debug)]
+pub enum NoServer {
+    /// Not configured: skip (fail in CI).
+    NotConfigured,
+    /// Configured but unusable: always a failure.
+    Broken(String),
+}
+
+/// A client for the test API server.
+///
+/// # Errors
+/// [`NoServer`] saying why there is none.
+pub async fn client() -> Result<Client, NoServer> {
+    let path = std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from).ok_or(NoServer::NotConfigured)?;
+    let kubeconfig =
+        Kubeconfig::read_from(&path).map_err(|e| NoServer::Broken(format!("cannot read {}: {e}", path.display())))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| NoServer::Broken(format!("bad kubeconfig {}: {e}", path.display())))?;
+    let client = Client::try_from(config).map_err(|e| NoServer::Broken(format!("cannot build a client: {e}")))?;
+    client.apiserver_version().await.map_err(|e| NoServer::Broken(format!("the API server does not answer: {e}")))?;
+    Ok(client)
+}

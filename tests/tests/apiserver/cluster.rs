@@ -1,0 +1,114 @@
+//! Helpers: a namespace per case, pods built from JSON, waiting.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, PostParams},
+};
+use serde_json::{Value, json};
+
+/// No cases of its own; `main` chains the lists.
+pub const CASES: &[(&str, super::Case)] = &[];
+
+/// A namespace made for one case (with its `default` `ServiceAccount`, which admission needs).
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+fn suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = format!("tp-{prefix}-{}", suffix());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        eventually("the default ServiceAccount (serviceaccount controller)", Duration::from_secs(30), || async {
+            sas.get_opt("default").await.ok().flatten()
+        })
+        .await;
+        Self { client: client.clone(), name }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub async fn create<K>(&self, object: Value) -> K
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let object: K = serde_json::from_value(object).expect("object JSON");
+        self.api::<K>()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create {object:?}: {e}"))
+    }
+
+    /// Pods bound to a node never finish deleting without a kubelet: delete them at once, then
+    /// the namespace.
+    pub async fn cleanup(self) {
+        let pods: Api<Pod> = self.api();
+        if let Ok(list) = pods.list(&ListParams::default()).await {
+            for p in list.items {
+                if let Some(name) = p.metadata.name
+                    && let Err(e) = pods
+                        .delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+                        .await
+                {
+                    eprintln!("warning: cannot delete pod {name}: {e}");
+                }
+            }
+        }
+        if let Err(e) = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await {
+            eprintln!("warning: cannot delete namespace {}: {e}", self.name);
+        }
+    }
+}
+
+/// A pod on `node` (never scheduled: there is no scheduler or kubelet).
+pub fn pod(name: &str, node: &str, service_account: &str, automount: Option<bool>) -> Value {
+    let mut spec = json!({
+        "nodeName": node,
+        "serviceAccountName": service_account,
+        "containers": [{"name": "app", "image": "registry.invalid/app:1"}]
+    });
+    if let Some(a) = automount {
+        spec["automountServiceAccountToken"] = json!(a);
+    }
+    json!({"metadata": {"name": name}, "spec": spec})
+}

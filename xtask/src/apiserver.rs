@@ -1,0 +1,477 @@
+//! `cargo xtask apiserver build|start|stop|env`: a real kube-apiserver for the tests.
+//!
+//! No registry ships an API server binary, so it is built once from Debian bookworm's
+//! `kubernetes` source package (1.20) with bookworm's Go 1.19 — the vendored reflect2 swapped
+//! for Debian's 1.0.2, which works on Go ≥ 1.18 — and cached outside the clone with Debian's
+//! etcd. `start` runs etcd, kube-apiserver and kube-controller-manager on 127.0.0.1 with
+//! `BoundServiceAccountTokenVolume` on (pods get `kube-api-access-*` volumes as on current
+//! Kubernetes), writes a kubeconfig, and records PIDs; `stop` ends exactly those PIDs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd::{self, output};
+
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub const API_PORT: u16 = 16443;
+const ETCD_CLIENT: &str = "http://127.0.0.1:23790";
+const ETCD_PEER: &str = "http://127.0.0.1:23800";
+const FEATURE_GATES: &str = "BoundServiceAccountTokenVolume=true";
+const CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiServerCommand {
+    /// Build (once; cached) kube-apiserver, kube-controller-manager and etcd.
+    Build,
+    /// Start them on 127.0.0.1 (idempotent) and print the kubeconfig path.
+    Start,
+    /// Stop the processes `start` started, by their recorded PIDs.
+    Stop,
+}
+
+/// Where the binaries and the running instance live.
+pub struct Paths {
+    pub root: PathBuf,
+    pub bin: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn new(cache: &Path) -> Self {
+        let root = cache.join("apiserver");
+        Self { bin: root.join("bin"), run: root.join("run"), root }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.run.join("admin.kubeconfig")
+    }
+}
+
+pub fn command(cache: &Path, command: &ApiServerCommand) -> anyhow::Result<()> {
+    let paths = Paths::new(cache);
+    match command {
+        ApiServerCommand::Build => build(&paths),
+        ApiServerCommand::Start => {
+            let (kubeconfig, _) = start(&paths)?;
+            println!("API server ready: export KUBECONFIG={}", kubeconfig.display());
+            Ok(())
+        }
+        ApiServerCommand::Stop => stop(&paths),
+    }
+}
+
+fn apt(program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, value) in [
+        ("Dir::Etc::SourceList", dir.join("sources.list")),
+        ("Dir::Etc::SourceParts", PathBuf::from("/dev/null")),
+        ("Dir::State::Lists", dir.join("lists")),
+        ("Dir::Cache", dir.join("cache")),
+        ("APT::Sandbox::User", PathBuf::from("root")),
+    ] {
+        cmd.arg("-o").arg(format!("{key}={}", value.display()));
+    }
+    cmd
+}
+
+fn ensure_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> =
+        [("rsync", "rsync"), ("openssl", "openssl"), ("curl", "curl"), ("make", "make"), ("dpkg-source", "dpkg-dev")]
+            .into_iter()
+            .filter(|(tool, _)| output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).is_err())
+            .map(|(_, package)| package)
+            .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("cannot install {}", missing.join(" ")))
+}
+
+/// Unpacks the `.deb` files of `packages` (downloaded with the private apt) into `into`.
+fn unpack_debs(apt_dir: &Path, work: &Path, packages: &[&str], into: &Path) -> anyhow::Result<()> {
+    let downloads = work.join("debs");
+    std::fs::create_dir_all(&downloads)?;
+    cmd::run(apt("apt-get", apt_dir).args(["download", "-qq"]).args(packages).current_dir(&downloads))
+        .with_context(|| format!("cannot download {}", packages.join(" ")))?;
+    for deb in std::fs::read_dir(&downloads)?.flatten().map(|e| e.path()) {
+        cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into))?;
+    }
+    std::fs::remove_dir_all(&downloads)?;
+    Ok(())
+}
+
+fn built(paths: &Paths) -> bool {
+    ["kube-apiserver", "kube-controller-manager", "etcd"].iter().all(|b| paths.bin.join(b).exists())
+}
+
+/// Builds the binaries once (about 6 minutes on 2 cores); later calls return at once.
+pub fn build(paths: &Paths) -> anyhow::Result<()> {
+    if built(paths) {
+        return Ok(());
+    }
+    ensure_tools()?;
+    let apt_dir = paths.root.join("apt");
+    std::fs::create_dir_all(apt_dir.join("lists/partial"))?;
+    std::fs::create_dir_all(apt_dir.join("cache/archives/partial"))?;
+    let mut sources = String::new();
+    for (url, suite) in [
+        ("http://deb.debian.org/debian", "bookworm"),
+        ("http://deb.debian.org/debian", "bookworm-updates"),
+        ("http://deb.debian.org/debian-security", "bookworm-security"),
+    ] {
+        for kind in ["deb", "deb-src"] {
+            writeln!(sources, "{kind} [signed-by={KEYRING}] {url} {suite} main").expect("write to a String");
+        }
+    }
+    std::fs::write(apt_dir.join("sources.list"), sources)?;
+    cmd::run(apt("apt-get", &apt_dir).args(["update", "-qq"])).context("apt-get update (private) failed")?;
+
+    let work = paths.root.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    eprintln!("xtask: building kube-apiserver from Debian's kubernetes source package (once, ~6 min)");
+    let tools = work.join("tools");
+    unpack_debs(
+        &apt_dir,
+        &work,
+        &["golang-1.19-go", "golang-1.19-src", "golang-github-modern-go-reflect2-dev", "etcd-server"],
+        &tools,
+    )?;
+    let source_dir = work.join("source");
+    std::fs::create_dir_all(&source_dir)?;
+    cmd::run(
+        apt("apt-get", &apt_dir).args(["source", "--download-only", "-qq", "kubernetes"]).current_dir(&source_dir),
+    )
+    .context("cannot download the kubernetes source package")?;
+    let dsc = std::fs::read_dir(&source_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "dsc"))
+        .context("no .dsc downloaded")?;
+    let src = work.join("kubernetes");
+    cmd::run(Command::new("dpkg-source").args(["--no-check", "-x"]).arg(&dsc).arg(&src))?;
+
+    // reflect2 1.0.1 (vendored) breaks on Go >= 1.18; Debian's 1.0.2 is API-compatible. Its
+    // sources replace the vendored ones whole (1.0.2 dropped some files).
+    let reflect2 = src.join("vendor/github.com/modern-go/reflect2");
+    let debian_reflect2 = tools.join("usr/share/gocode/src/github.com/modern-go/reflect2");
+    for entry in std::fs::read_dir(&reflect2)?.flatten() {
+        let name = entry.file_name();
+        let ext = Path::new(&name).extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("go" | "s")) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for entry in std::fs::read_dir(&debian_reflect2)
+        .with_context(|| format!("no reflect2 in {}", debian_reflect2.display()))?
+        .flatten()
+    {
+        let target = reflect2.join(entry.file_name());
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+
+    let goroot = tools.join("usr/lib/go-1.19");
+    let path = format!("{}:{}", goroot.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    cmd::run(
+        Command::new("make")
+            .arg("WHAT=cmd/kube-apiserver cmd/kube-controller-manager")
+            .current_dir(&src)
+            .env("PATH", path)
+            .env("GOROOT", &goroot)
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=vendor")
+            .env("GOPATH", work.join("gopath"))
+            .env_remove("GOBIN"),
+    )
+    .context("building kube-apiserver failed")?;
+    let out = src.join("_output/local/bin/linux/amd64");
+    std::fs::create_dir_all(&paths.bin)?;
+    for b in ["kube-apiserver", "kube-controller-manager"] {
+        std::fs::copy(out.join(b), paths.bin.join(b)).with_context(|| format!("{b} was not built"))?;
+    }
+    std::fs::copy(tools.join("usr/bin/etcd"), paths.bin.join("etcd")).context("etcd-server has no usr/bin/etcd")?;
+    // Kubernetes' build keeps its Go cache in _output, inside the work dir.
+    std::fs::remove_dir_all(&work)?;
+    eprintln!("xtask: API server binaries cached in {}", paths.bin.display());
+    Ok(())
+}
+
+fn openssl(args: &[&str], dir: &Path) -> anyhow::Result<()> {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().context("cannot run openssl")?;
+    if !out.status.success() {
+        bail!("openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A CA, a serving certificate for 127.0.0.1, an admin client certificate in
+/// `system:masters`, and the service-account signing key.
+fn certificates(dir: &Path) -> anyhow::Result<()> {
+    if dir.join("admin.crt").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=tokenprobe-test-ca",
+        ],
+        dir,
+    )?;
+    // Extensions make these X.509 v3 certificates (rustls refuses v1).
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default.svc\n\
+         extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+    )?;
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n")?;
+    for (name, subject, ext) in [
+        ("server", "/CN=kube-apiserver", "server.ext"),
+        ("admin", "/O=system:masters/CN=tokenprobe-admin", "client.ext"),
+    ] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.crt");
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject], dir)?;
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "3650",
+        ];
+        args.extend(["-extfile", ext]);
+        openssl(&args, dir)?;
+    }
+    openssl(&["genrsa", "-out", "sa.key", "2048"], dir)?;
+    openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir)?;
+    std::fs::write(dir.join("tokens.csv"), "tokenprobe-test-token,tokenprobe-test,1001,system:masters\n")?;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{API_PORT}\n    certificate-authority: {ca}\n\
+         users:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\n\
+         contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\ncurrent-context: test\n",
+        ca = dir.join("ca.crt").display(),
+        crt = dir.join("admin.crt").display(),
+        key = dir.join("admin.key").display(),
+    );
+    std::fs::write(dir.join("admin.kubeconfig"), kubeconfig)?;
+    Ok(())
+}
+
+fn pid_alive(pid: i32, binary: &str) -> bool {
+    // Only a live process running our binary counts (a recycled PID does not).
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split('\0').next().is_some_and(|exe| exe.ends_with(binary)))
+}
+
+fn read_pid(run: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(run.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+}
+
+/// Starts a process in its own process group, output to `<name>.log`, PID to `<name>.pid`.
+fn spawn(paths: &Paths, name: &str, args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let log = std::fs::File::create(paths.run.join(format!("{name}.log")))?;
+    let child = Command::new(paths.bin.join(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    std::fs::write(paths.run.join(format!("{name}.pid")), child.id().to_string())?;
+    Ok(())
+}
+
+fn wait_until(what: &str, timeout: Duration, log: &Path, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(30).collect();
+    bail!(
+        "{what} not ready after {}s; last lines of {}:\n{}",
+        timeout.as_secs(),
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+fn api_ready(run: &Path) -> bool {
+    Command::new("curl")
+        .args(["-sf", "--max-time", "2", "--cacert"])
+        .arg(run.join("ca.crt"))
+        .arg("--cert")
+        .arg(run.join("admin.crt"))
+        .arg("--key")
+        .arg(run.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{API_PORT}/readyz"))
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
+}
+
+/// Starts etcd, kube-apiserver and kube-controller-manager (building them first if needed);
+/// returns the admin kubeconfig and whether this call started them (already running: returns
+/// at once).
+pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
+    build(paths)?;
+    std::fs::create_dir_all(&paths.run)?;
+    let running = ["etcd", "kube-apiserver", "kube-controller-manager"]
+        .iter()
+        .all(|n| read_pid(&paths.run, n).is_some_and(|p| pid_alive(p, n)));
+    if running && api_ready(&paths.run) {
+        return Ok((paths.kubeconfig(), false));
+    }
+    stop(paths)?;
+    certificates(&paths.run)?;
+    let run = |f: &str| paths.run.join(f).display().to_string();
+    let etcd_data = paths.run.join("etcd-data");
+    if etcd_data.exists() {
+        std::fs::remove_dir_all(&etcd_data)?;
+    }
+    spawn(
+        paths,
+        "etcd",
+        &[
+            format!("--data-dir={}", etcd_data.display()),
+            format!("--listen-client-urls={ETCD_CLIENT}"),
+            format!("--advertise-client-urls={ETCD_CLIENT}"),
+            format!("--listen-peer-urls={ETCD_PEER}"),
+            format!("--initial-advertise-peer-urls={ETCD_PEER}"),
+            format!("--initial-cluster=default={ETCD_PEER}"),
+            "--listen-metrics-urls=http://127.0.0.1:23810".into(),
+            "--unsafe-no-fsync".into(),
+        ],
+    )?;
+    wait_until("etcd", Duration::from_secs(30), &paths.run.join("etcd.log"), || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "2", &format!("{ETCD_CLIENT}/health")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })?;
+    spawn(
+        paths,
+        "kube-apiserver",
+        &[
+            format!("--etcd-servers={ETCD_CLIENT}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={API_PORT}"),
+            "--insecure-port=0".into(),
+            format!("--tls-cert-file={}", run("server.crt")),
+            format!("--tls-private-key-file={}", run("server.key")),
+            format!("--client-ca-file={}", run("ca.crt")),
+            format!("--token-auth-file={}", run("tokens.csv")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", run("sa.pub")),
+            format!("--service-account-signing-key-file={}", run("sa.key")),
+            "--api-audiences=https://kubernetes.default.svc.cluster.local".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--allow-privileged=true".into(),
+            "--endpoint-reconciler-type=none".into(),
+            format!("--feature-gates={FEATURE_GATES}"),
+        ],
+    )?;
+    wait_until("kube-apiserver", Duration::from_secs(90), &paths.run.join("kube-apiserver.log"), || {
+        api_ready(&paths.run)
+    })?;
+    spawn(
+        paths,
+        "kube-controller-manager",
+        &[
+            format!("--kubeconfig={}", paths.kubeconfig().display()),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--port=0".into(),
+            "--secure-port=0".into(),
+            format!("--service-account-private-key-file={}", run("sa.key")),
+            format!("--root-ca-file={}", run("ca.crt")),
+            format!("--feature-gates={FEATURE_GATES}"),
+        ],
+    )?;
+    // The controller-manager has no port to ask; the default ServiceAccount it creates is the
+    // sign that it works.
+    let kubeconfig = paths.kubeconfig();
+    wait_until(
+        "kube-controller-manager",
+        Duration::from_mins(1),
+        &paths.run.join("kube-controller-manager.log"),
+        || {
+            Command::new("curl")
+                .args(["-sf", "--max-time", "2", "--cacert"])
+                .arg(paths.run.join("ca.crt"))
+                .arg("--cert")
+                .arg(paths.run.join("admin.crt"))
+                .arg("--key")
+                .arg(paths.run.join("admin.key"))
+                .arg(format!("https://127.0.0.1:{API_PORT}/api/v1/namespaces/default/serviceaccounts/default"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    )?;
+    Ok((kubeconfig, true))
+}
+
+/// Ends the processes `start` recorded, by PID: SIGTERM, then SIGKILL after 10 s.
+pub fn stop(paths: &Paths) -> anyhow::Result<()> {
+    for name in ["kube-controller-manager", "kube-apiserver", "etcd"] {
+        let pid_file = paths.run.join(format!("{name}.pid"));
+        let Some(pid) = read_pid(&paths.run, name) else { continue };
+        if pid_alive(pid, name) {
+            cmd::run(Command::new("kill").arg("-TERM").arg(pid.to_string()))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pid_alive(pid, name) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if pid_alive(pid, name) {
+                cmd::run(Command::new("kill").arg("-KILL").arg(pid.to_string()))?;
+            }
+        }
+        std::fs::remove_file(&pid_file)?;
+    }
+    Ok(())
+}
