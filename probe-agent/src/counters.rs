@@ -40,18 +40,19 @@ pub fn merge_value(a: &mut CountValue, b: &CountValue) {
 }
 
 impl CounterStore {
-    /// Moves the counters of `cgroup_ids` out of the kernel map.
+    /// Moves the counters of containers (by kernel key: cgroup id or mount-namespace inode) out
+    /// of the kernel map.
     ///
     /// # Errors
     /// A failed map read; counters already moved stay moved.
     pub fn retire(
         &mut self,
         map: &mut BpfHashMap<MapData, CountKey, CountValue>,
-        cgroup_ids: &HashSet<u64>,
+        keys: &HashSet<u64>,
     ) -> Result<usize, MapError> {
         let live = read_live(map)?;
         let mut moved = 0;
-        for (key, value) in live.into_iter().filter(|(k, _)| cgroup_ids.contains(&k.key_id)) {
+        for (key, value) in live.into_iter().filter(|(k, _)| keys.contains(&k.key_id)) {
             match map.remove(&key) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(e),
@@ -60,6 +61,11 @@ impl CounterStore {
             moved += 1;
         }
         Ok(moved)
+    }
+
+    /// Forgets the moved counters of `keys` (their totals now live elsewhere).
+    pub fn forget(&mut self, keys: &HashSet<u64>) {
+        self.retired.retain(|k, _| !keys.contains(&k.key_id));
     }
 
     /// The retired counters merged with `live` ones.

@@ -13,6 +13,10 @@ pub struct Evidence {
     pub node: String,
     pub agent: AgentInfo,
     pub containers: Vec<ContainerEvidence>,
+    /// Containers gone longer than the retention window, folded into totals per workload and
+    /// container name (keeps a node's object bounded).
+    #[serde(default)]
+    pub retired: Vec<RetiredTotals>,
     /// The watched volumes (debugging aid; the planner reads `containers`).
     #[serde(default)]
     pub volumes: Vec<VolumeEvidence>,
@@ -38,6 +42,37 @@ pub struct AgentInfo {
     pub drops: u64,
     /// Events lost because the in-kernel counters map was full.
     pub map_full: u64,
+    /// How containers are keyed in the kernel.
+    #[serde(default = "default_key_kind")]
+    pub container_key: KeyKind,
+    /// Whether exec sessions are told apart from the application.
+    #[serde(default)]
+    pub exec_tracking: bool,
+    /// API server addresses whose connects are counted.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Addresses that could not be watched (target map full): connects to them are missed.
+    #[serde(default)]
+    pub targets_not_watched: Vec<String>,
+    /// Times the agent was not running (restarts), newest last.
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+}
+
+const fn default_key_kind() -> KeyKind {
+    KeyKind::Cgroup
+}
+
+/// A time the agent was not watching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub to: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -99,6 +134,144 @@ impl Reads {
     pub const fn total(&self) -> u64 {
         self.token.saturating_add(self.ca_crt).saturating_add(self.namespace).saturating_add(self.other)
     }
+
+    /// Adds another count set.
+    pub const fn merge(&mut self, other: &Self) {
+        self.token = self.token.saturating_add(other.token);
+        self.ca_crt = self.ca_crt.saturating_add(other.ca_crt);
+        self.namespace = self.namespace.saturating_add(other.namespace);
+        self.other = self.other.saturating_add(other.other);
+    }
+}
+
+/// Adds other-volume counts into `into`, by volume name.
+pub fn merge_other_volumes(into: &mut Vec<OtherVolume>, from: &[OtherVolume]) {
+    for v in from {
+        if let Some(existing) = into.iter_mut().find(|e| e.name == v.name) {
+            existing.reads.merge(&v.reads);
+            existing.exec_reads.merge(&v.exec_reads);
+        } else {
+            into.push(v.clone());
+        }
+    }
+}
+
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn latest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl ContainerEvidence {
+    /// Adds counts the same container gathered in another agent run (after a restart): counts
+    /// add, times widen, coverage keeps the earlier start.
+    pub fn absorb(&mut self, earlier: &Self) {
+        self.reads.merge(&earlier.reads);
+        self.exec_reads.merge(&earlier.exec_reads);
+        self.api_connects = self.api_connects.saturating_add(earlier.api_connects);
+        self.exec_api_connects = self.exec_api_connects.saturating_add(earlier.exec_api_connects);
+        self.missing_token_opens = self.missing_token_opens.saturating_add(earlier.missing_token_opens);
+        merge_other_volumes(&mut self.other_volumes, &earlier.other_volumes);
+        for p in &earlier.processes {
+            if !self.processes.contains(p) {
+                self.processes.push(p.clone());
+            }
+        }
+        for p in &earlier.exec_processes {
+            if !self.exec_processes.contains(p) {
+                self.exec_processes.push(p.clone());
+            }
+        }
+        self.first_seen = earliest(self.first_seen, earlier.first_seen);
+        self.last_seen = latest(self.last_seen, earlier.last_seen);
+        self.observed_since = earliest(earlier.observed_since, self.observed_since);
+        if earlier.observed_from_start.is_some() {
+            self.observed_from_start = earlier.observed_from_start;
+        }
+        self.unobserved_seconds = self.unobserved_seconds.saturating_add(earlier.unobserved_seconds);
+        for (mine, theirs) in [
+            (&mut self.namespace, &earlier.namespace),
+            (&mut self.pod, &earlier.pod),
+            (&mut self.container, &earlier.container),
+            (&mut self.service_account, &earlier.service_account),
+        ] {
+            if mine.is_none() {
+                mine.clone_from(theirs);
+            }
+        }
+        if self.workload.is_none() {
+            self.workload.clone_from(&earlier.workload);
+        }
+    }
+}
+
+impl RetiredTotals {
+    /// Totals of one retired container.
+    #[must_use]
+    pub fn of(c: &ContainerEvidence) -> Self {
+        Self {
+            namespace: c.namespace.clone(),
+            workload: c.workload.clone(),
+            container: c.container.clone(),
+            service_account: c.service_account.clone(),
+            containers: 1,
+            observed_from_start: u64::from(c.observed_from_start == Some(true)),
+            reads: c.reads,
+            api_connects: c.api_connects,
+            exec_reads: c.exec_reads,
+            exec_api_connects: c.exec_api_connects,
+            missing_token_opens: c.missing_token_opens,
+            other_volumes: c.other_volumes.clone(),
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+            observed_since: c.observed_since,
+            unobserved_seconds: c.unobserved_seconds,
+        }
+    }
+
+    /// Whether `other` belongs in the same fold.
+    #[must_use]
+    pub fn same_group(&self, other: &Self) -> bool {
+        self.namespace == other.namespace
+            && self.workload == other.workload
+            && self.container == other.container
+            && self.service_account == other.service_account
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        self.containers = self.containers.saturating_add(other.containers);
+        self.observed_from_start = self.observed_from_start.saturating_add(other.observed_from_start);
+        self.reads.merge(&other.reads);
+        self.exec_reads.merge(&other.exec_reads);
+        self.api_connects = self.api_connects.saturating_add(other.api_connects);
+        self.exec_api_connects = self.exec_api_connects.saturating_add(other.exec_api_connects);
+        self.missing_token_opens = self.missing_token_opens.saturating_add(other.missing_token_opens);
+        merge_other_volumes(&mut self.other_volumes, &other.other_volumes);
+        self.first_seen = earliest(self.first_seen, other.first_seen);
+        self.last_seen = latest(self.last_seen, other.last_seen);
+        self.observed_since = earliest(self.observed_since, other.observed_since);
+        self.unobserved_seconds = self.unobserved_seconds.saturating_add(other.unobserved_seconds);
+    }
+}
+
+/// Folds retired containers into `into`, one entry per group.
+pub fn fold_retired(into: &mut Vec<RetiredTotals>, containers: &[ContainerEvidence]) {
+    for c in containers {
+        let totals = RetiredTotals::of(c);
+        if let Some(existing) = into.iter_mut().find(|r| r.same_group(&totals)) {
+            existing.merge(&totals);
+        } else {
+            into.push(totals);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -124,6 +297,8 @@ pub struct OtherVolume {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerEvidence {
     pub key: ContainerKey,
+    /// The container's cgroup (a debugging aid; left out of the published object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_path: Option<String>,
     pub pod_uid: Option<String>,
     pub container_id: Option<String>,
@@ -142,6 +317,9 @@ pub struct ContainerEvidence {
     pub other_volumes: Vec<OtherVolume>,
     /// Names (`comm`) of processes seen using the volume or the API server.
     pub processes: Vec<String>,
+    /// The same, of exec-session processes.
+    #[serde(default)]
+    pub exec_processes: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     #[schemars(with = "Option<String>")]
     pub first_seen: Option<OffsetDateTime>,
@@ -153,6 +331,45 @@ pub struct ContainerEvidence {
     pub observed_since: Option<OffsetDateTime>,
     /// The agent was watching before the container's first process started.
     pub observed_from_start: Option<bool>,
+    /// Seconds of the container's life the agent was not running (restarts).
+    #[serde(default)]
+    pub unobserved_seconds: u64,
+    /// When its cgroup went away; `null` while it runs.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
+    pub gone_since: Option<OffsetDateTime>,
+}
+
+/// Containers folded after the retention window, per (namespace, workload, container name,
+/// `ServiceAccount`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiredTotals {
+    pub namespace: Option<String>,
+    pub workload: Option<Workload>,
+    pub container: Option<String>,
+    pub service_account: Option<String>,
+    /// How many containers were folded in.
+    pub containers: u64,
+    /// How many of them were observed from their start.
+    pub observed_from_start: u64,
+    pub reads: Reads,
+    pub api_connects: u64,
+    pub exec_reads: Reads,
+    pub exec_api_connects: u64,
+    pub missing_token_opens: u64,
+    pub other_volumes: Vec<OtherVolume>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub first_seen: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub last_seen: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub observed_since: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub unobserved_seconds: u64,
 }
 
 /// A watched volume.

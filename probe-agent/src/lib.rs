@@ -15,6 +15,7 @@ pub mod mountinfo;
 pub mod node;
 pub mod offsets;
 pub mod probe;
+pub mod run;
 pub mod targets;
 pub mod tracefs;
 pub mod watch;

@@ -11,6 +11,8 @@ pub struct MountEntry {
     pub root: String,
     pub mount_point: String,
     pub fs_type: String,
+    /// Per-superblock options (for cgroup v1: the controllers, `name=…`).
+    pub super_options: String,
 }
 
 /// A line that could not be parsed; the rest of the file still is.
@@ -68,6 +70,7 @@ pub fn parse_line(line_no: usize, line: &str) -> Result<MountEntry, MountinfoErr
         root: unescape(fields[3]),
         mount_point: unescape(fields[4]),
         fs_type: unescape(fs_type),
+        super_options: fields.get(separator + 3).map(|o| unescape(o)).unwrap_or_default(),
     })
 }
 
@@ -133,6 +136,31 @@ pub fn is_pod_uid(s: &str) -> bool {
 #[must_use]
 pub fn is_automount_volume(name: &str) -> bool {
     name.strip_prefix("kube-api-access-").is_some_and(|suffix| !suffix.is_empty())
+}
+
+/// The host's cgroup v1 hierarchies: (mount point, superblock options), each hierarchy once.
+#[must_use]
+pub fn cgroup1_mounts(entries: &[MountEntry]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in entries.iter().filter(|e| e.fs_type == "cgroup" && e.root == "/") {
+        if !out.iter().any(|(_, o)| *o == e.super_options) {
+            out.push((e.mount_point.clone(), e.super_options.clone()));
+        }
+    }
+    out
+}
+
+/// The hierarchy id of a cgroup v1 mount, from `/proc/<pid>/cgroup` (`id:controllers:path`):
+/// the line whose controllers are all among the mount's options.
+#[must_use]
+pub fn cgroup1_hierarchy_id(super_options: &str, proc_cgroup: &str) -> Option<u32> {
+    let options: Vec<&str> = super_options.split(',').collect();
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let id: u32 = parts.next()?.parse().ok()?;
+        let controllers = parts.next()?;
+        (id != 0 && !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c))).then_some(id)
+    })
 }
 
 /// The host's cgroup v2 mount point: the `cgroup2` mount of the hierarchy's root, preferring
@@ -226,6 +254,24 @@ mod tests {
         assert!(is_automount_volume("kube-api-access-x2v9k"));
         assert!(!is_automount_volume("kube-api-access-"));
         assert!(!is_automount_volume("istio-token"));
+    }
+
+    #[test]
+    fn lists_cgroup1_hierarchies() {
+        let (entries, _) = parse(
+            "1 2 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             1 2 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             1 2 0:33 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+             1 2 0:31 /x /elsewhere rw - cgroup cgroup rw,memory\n\
+             1 2 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+        );
+        let got = cgroup1_mounts(&entries);
+        let points: Vec<&str> = got.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(points, vec!["/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/systemd"]);
+        let proc_cgroup = "12:memory:/user.slice\n4:cpu,cpuacct:/\n1:name=systemd:/init.scope\n0::/init.scope\n";
+        let ids: Vec<Option<u32>> = got.iter().map(|(_, o)| cgroup1_hierarchy_id(o, proc_cgroup)).collect();
+        assert_eq!(ids, vec![Some(12), Some(4), Some(1)]);
+        assert_eq!(cgroup1_hierarchy_id("rw,pids", proc_cgroup), None);
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         task_nsproxy: btf.member_offset("task_struct", "nsproxy")?,
         nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns")?,
         mnt_ns_inum: btf.member_offset("mnt_namespace", "ns.inum")?,
+        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_pid: btf.member_offset("task_struct", "pid")?,
+        cgroup_kn: btf.member_offset("cgroup", "kn")?,
+        kn_id: btf.member_offset("kernfs_node", "id")?,
+        cgroup_root: btf.member_offset("cgroup", "root")?,
+        root_hierarchy_id: btf.member_offset("cgroup_root", "hierarchy_id")?,
     })
 }
 

@@ -24,6 +24,7 @@
 #![expect(clippy::needless_pass_by_value, reason = "program signatures are fixed by aya's macros")]
 
 mod connect;
+mod exec;
 mod file;
 mod kernel;
 mod maps;

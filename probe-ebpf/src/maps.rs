@@ -30,13 +30,16 @@ pub static TP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe_comm
 #[map]
 pub static TP_EXEC_TASKS: HashMap<u32, u32> = HashMap::with_max_entries(m::EXEC_TASKS_MAX, 0);
 
+#[map]
+pub static TP_CGROUPS_SEEN: HashMap<m::CgroupRef, u32> = HashMap::with_max_entries(m::CGROUPS_SEEN_MAX, 0);
+
 /// Load-time configuration, patched by the agent (`probe_common::config::GLOBAL`).
 #[unsafe(no_mangle)]
 pub static TP_CONFIG: Config = Config {
     key_kind: probe_common::config::key_kind::CGROUP,
     exec_tracking: 0,
     missing_token: 0,
-    reserved: 0,
+    exec_hierarchy: 0,
     offsets: probe_common::config::Offsets {
         task_files: 0,
         files_fdt: 0,
@@ -52,6 +55,12 @@ pub static TP_CONFIG: Config = Config {
         task_nsproxy: 0,
         nsproxy_mnt_ns: 0,
         mnt_ns_inum: 0,
+        task_tgid: 0,
+        task_pid: 0,
+        cgroup_kn: 0,
+        kn_id: 0,
+        cgroup_root: 0,
+        root_hierarchy_id: 0,
     },
 };
 

@@ -32,6 +32,11 @@ pub struct ActorSpec {
     pub cgroup: Option<PathBuf>,
     /// (volume directory, path inside the actor's mount namespace) bind mounts.
     pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// Enter this process's mount namespace instead of making one (an exec session entering a
+    /// running container).
+    pub enter_mount_ns_of: Option<u32>,
+    /// Enter this network namespace (`/run/netns/<name>`).
+    pub netns: Option<PathBuf>,
 }
 
 /// Something an actor does.
@@ -49,8 +54,12 @@ pub enum Action {
     OpenAt2(PathBuf),
     /// An `IORING_OP_OPENAT` through `io_uring` (no open syscall), then close.
     OpenIoUring(PathBuf),
+    /// `fork()`; the child opens the file and exits (a descendant of the actor).
+    ForkOpen(PathBuf),
     /// A TCP connect (the stand-in must be listening), then close.
     Connect(SocketAddr),
+    /// A TCP connect that may be refused (only the attempt matters).
+    ConnectAttempt(SocketAddr),
     /// A TCP connect from an IPv6 socket to the IPv4-mapped form of an IPv4 address.
     ConnectMapped(SocketAddr),
 }
@@ -182,6 +191,16 @@ fn setup(spec: &ActorSpec) -> Result<(), String> {
     if let Some(cgroup) = &spec.cgroup {
         std::fs::write(cgroup.join("cgroup.procs"), "0\n").map_err(|e| format!("join {}: {e}", cgroup.display()))?;
     }
+    if let Some(netns) = &spec.netns {
+        let fd = std::fs::File::open(netns).map_err(|e| format!("open {}: {e}", netns.display()))?;
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter {}: {e}", netns.display()))?;
+    }
+    if let Some(pid) = spec.enter_mount_ns_of {
+        let fd =
+            std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("open mount ns of {pid}: {e}"))?;
+        nix::sched::setns(fd, CloneFlags::CLONE_NEWNS).map_err(|e| format!("enter mount ns of {pid}: {e}"))?;
+        return Ok(());
+    }
     if spec.mounts.is_empty() {
         return Ok(());
     }
@@ -231,7 +250,15 @@ fn perform(action: &Action) -> Result<(), nix::errno::Errno> {
         }
         Action::OpenAt2(path) => openat2(path),
         Action::OpenIoUring(path) => open_io_uring(path),
+        Action::ForkOpen(path) => fork_open(path),
         Action::Connect(addr) => std::net::TcpStream::connect(addr).map(drop).map_err(|e| errno_of(&e)),
+        Action::ConnectAttempt(addr) => {
+            match std::net::TcpStream::connect_timeout(addr, std::time::Duration::from_secs(2)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+                Err(e) => Err(errno_of(&e)),
+            }
+        }
         Action::ConnectMapped(addr) => connect_mapped(*addr),
     }
 }
@@ -259,6 +286,32 @@ fn openat2(path: &Path) -> Result<(), nix::errno::Errno> {
     // SAFETY: a fresh fd we own.
     drop(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| nix::errno::Errno::EBADF)?) });
     Ok(())
+}
+
+/// Opens `path` in a forked child (the actor is single-threaded, so forking is safe).
+fn fork_open(path: &Path) -> Result<(), nix::errno::Errno> {
+    use nix::{
+        sys::wait::{WaitStatus, waitpid},
+        unistd::{ForkResult, fork},
+    };
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: the child only calls open, close and _exit (async-signal-safe).
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // SAFETY: raw syscalls on a valid C string; _exit never returns.
+            unsafe {
+                let fd = libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                libc::_exit(i32::from(fd < 0));
+            }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None)? {
+            WaitStatus::Exited(_, 0) => Ok(()),
+            _ => Err(nix::errno::Errno::EIO),
+        },
+    }
 }
 
 /// Opens a file with `IORING_OP_OPENAT`: the kernel opens it without any open syscall, which

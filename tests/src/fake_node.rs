@@ -61,7 +61,10 @@ pub struct Container {
 pub struct FakeNode {
     pub root: PathBuf,
     pub kubelet_dir: PathBuf,
+    /// The host's cgroup v2 mount.
     pub cgroup_root: PathBuf,
+    /// A named cgroup v1 hierarchy of this node's own (a cgroup v1 node), mounted here.
+    pub cgroup_v1: Option<PathBuf>,
     cgroup_base: PathBuf,
     driver: Driver,
     mounts: Vec<PathBuf>,
@@ -117,6 +120,7 @@ impl FakeNode {
             root,
             kubelet_dir,
             cgroup_root,
+            cgroup_v1: None,
             cgroup_base: cgroup_base.clone(),
             driver,
             mounts: Vec::new(),
@@ -125,10 +129,36 @@ impl FakeNode {
         }
     }
 
+    /// A node whose containers live in cgroup v1 (a named hierarchy of its own) and share
+    /// their cgroup v2 group, as on cgroup v1 nodes: the agent must key them by mount namespace.
+    ///
+    /// # Panics
+    /// When the hierarchy cannot be mounted.
+    #[must_use]
+    pub fn new_v1(driver: Driver) -> Self {
+        let mut node = Self::new(driver);
+        let mount_point = node.root.join("cgroup-v1");
+        std::fs::create_dir_all(&mount_point).expect("create v1 mount point");
+        let name = format!("name=tptest{}{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        mount(Some("cgroup"), &mount_point, Some("cgroup"), MsFlags::empty(), Some(format!("none,{name}").as_str()))
+            .unwrap_or_else(|e| panic!("mount a named cgroup v1 hierarchy on {}: {e}", mount_point.display()));
+        node.cgroup_base = mount_point.join("node");
+        std::fs::create_dir(&node.cgroup_base).expect("create v1 base cgroup");
+        node.cgroups.push(node.cgroup_base.clone());
+        node.cgroup_v1 = Some(mount_point);
+        node
+    }
+
     /// A new pod (nothing mounted yet).
     #[must_use]
     pub fn pod(&self, qos: Qos) -> Pod {
         Pod { uid: new_uid(), qos }
+    }
+
+    /// A pod with a given UID (one created in an API server).
+    #[must_use]
+    pub fn pod_with_uid(&self, uid: &str, qos: Qos) -> Pod {
+        Pod { uid: uid.to_owned(), qos }
     }
 
     /// Mounts a projected volume the way kubelet's atomic writer lays it out: a timestamped
@@ -225,7 +255,8 @@ impl FakeNode {
                 self.cgroups.push(dir.clone());
             }
         }
-        let cgroup_path = format!("/{}", dir.strip_prefix(&self.cgroup_root).expect("under root").display());
+        let root = self.cgroup_v1.as_ref().unwrap_or(&self.cgroup_root);
+        let cgroup_path = format!("/{}", dir.strip_prefix(root).expect("under root").display());
         if nested {
             dir.push("container");
             std::fs::create_dir(&dir).expect("create nested cgroup");
@@ -241,6 +272,19 @@ impl FakeNode {
         Actor::spawn(&ActorSpec {
             cgroup: Some(container.cgroup_dir.clone()),
             mounts: volumes.iter().map(|(v, at)| (v.dir.clone(), PathBuf::from(at))).collect(),
+            ..ActorSpec::default()
+        })
+    }
+
+    /// Starts a process that enters a running container from outside, as `kubectl exec` does:
+    /// it joins the container's cgroup after its first process and enters that process's mount
+    /// namespace.
+    #[must_use]
+    pub fn exec(&self, container: &Container, app: &Actor) -> Actor {
+        Actor::spawn(&ActorSpec {
+            cgroup: Some(container.cgroup_dir.clone()),
+            enter_mount_ns_of: Some(app.pid()),
+            ..ActorSpec::default()
         })
     }
 
@@ -259,6 +303,10 @@ impl FakeNode {
         config.mountinfo = PathBuf::from("/proc/self/mountinfo");
         config.cgroup_root = Some(self.cgroup_root.clone());
         config.rescan_interval = std::time::Duration::from_millis(200);
+        if let Some(v1) = &self.cgroup_v1 {
+            config.container_key = probe_agent::watch::ContainerKeyMode::Mntns;
+            config.cgroup_v1_root = Some(v1.clone());
+        }
         config
     }
 }
@@ -284,6 +332,11 @@ impl Drop for FakeNode {
             if let Err(e) = result {
                 eprintln!("warning: cannot remove cgroup {}: {e}", c.display());
             }
+        }
+        if let Some(v1) = self.cgroup_v1.take()
+            && let Err(e) = umount2(&v1, MntFlags::MNT_DETACH)
+        {
+            eprintln!("warning: cannot unmount {}: {e}", v1.display());
         }
         if let Err(e) = std::fs::remove_dir_all(&self.root) {
             eprintln!("warning: cannot remove {}: {e}", self.root.display());

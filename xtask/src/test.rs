@@ -85,25 +85,26 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
 fn apiserver_tests(filter: Option<&str>) -> anyhow::Result<()> {
     let paths = crate::apiserver::Paths::new(&cache_dir());
     let (kubeconfig, started) = crate::apiserver::start(&paths)?;
-    let suite = binary_path(
-        cargo().args([
-            "test",
-            "--package",
-            "probe-tests",
-            "--test",
-            "apiserver",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ]),
-        "apiserver",
-    );
-    let result = suite.and_then(|suite| {
+    // The kube paths, then the run-mode agent end to end (root, the fake node, this server).
+    let result = ["apiserver", "node_agent"].into_iter().try_for_each(|name| {
+        let suite = binary_path(
+            cargo().args([
+                "test",
+                "--package",
+                "probe-tests",
+                "--test",
+                name,
+                "--no-run",
+                "--message-format=json-render-diagnostics",
+            ]),
+            name,
+        )?;
         let mut cmd = Command::new(suite);
         cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig).env("TOKENPROBE_AGENT_BIN", build_agent()?);
         if let Some(f) = filter {
             cmd.arg(f);
         }
-        cmd::run(&mut cmd).context("API server tests failed")
+        cmd::run(&mut cmd).with_context(|| format!("{name} tests failed"))
     });
     if started {
         crate::apiserver::stop(&paths)?;

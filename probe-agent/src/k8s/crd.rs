@@ -54,4 +54,13 @@ mod tests {
         assert!(yaml.contains("observedFromStart"), "the evidence schema is in the CRD");
         assert_eq!(NodeTokenEvidence::api_version(&()), "tokenprobe.dev/v1alpha1");
     }
+
+    #[test]
+    fn deploy_crds_yaml_is_the_generated_one() {
+        let committed = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds.yaml"));
+        assert!(
+            committed == crd_yaml().unwrap(),
+            "deploy/crds.yaml is stale: run `cargo run -p probe-agent -- crds > deploy/crds.yaml`"
+        );
+    }
 }

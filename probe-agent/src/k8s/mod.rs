@@ -6,6 +6,7 @@ pub mod automount;
 pub mod crd;
 pub mod endpoints;
 pub mod owners;
+pub mod podinfo;
 pub mod workloads;
 
 /// Whether a kube error is the API server saying it does not serve that resource (an older

@@ -25,8 +25,9 @@ pub struct Config {
     pub exec_tracking: u32,
     /// Non-zero: count failed opens of the default token paths (the `verify` detector).
     pub missing_token: u32,
-    /// Explicit padding; always zero.
-    pub reserved: u32,
+    /// The cgroup hierarchy whose attach events mark exec sessions: 0 is cgroup v2; a cgroup v1
+    /// hierarchy id on nodes keyed by mount namespace.
+    pub exec_hierarchy: u32,
     pub offsets: Offsets,
 }
 
@@ -65,11 +66,23 @@ pub struct Offsets {
     pub nsproxy_mnt_ns: u32,
     /// `mnt_namespace.ns.inum`
     pub mnt_ns_inum: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+    /// `task_struct.pid`
+    pub task_pid: u32,
+    /// `cgroup.kn`
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`
+    pub kn_id: u32,
+    /// `cgroup.root`
+    pub cgroup_root: u32,
+    /// `cgroup_root.hierarchy_id`
+    pub root_hierarchy_id: u32,
 }
 
 impl Offsets {
     /// Number of `u32` fields, for the layout assertion.
-    pub const FIELDS: usize = 14;
+    pub const FIELDS: usize = 20;
 }
 
 /// `O_PATH` on every architecture tokenprobe builds for (`x86_64`, aarch64).

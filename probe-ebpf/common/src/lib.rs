@@ -22,6 +22,7 @@ mod user {
     // pattern is a valid value.
     unsafe impl aya::Pod for config::Config {}
     unsafe impl aya::Pod for config::Offsets {}
+    unsafe impl aya::Pod for crate::maps::CgroupRef {}
     unsafe impl aya::Pod for counters::CountKey {}
     unsafe impl aya::Pod for counters::CountValue {}
     unsafe impl aya::Pod for notice::Notice {}
@@ -38,6 +39,7 @@ const _: () = {
     assert!(size_of::<targets::TargetValue>() == 8);
     assert!(size_of::<volumes::VolumeValue>() == 8);
     assert!(size_of::<notice::Notice>() == 56);
+    assert!(size_of::<maps::CgroupRef>() == 16);
     assert!(size_of::<config::Offsets>() == 4 * config::Offsets::FIELDS);
     assert!(size_of::<config::Config>() == 16 + size_of::<config::Offsets>());
 };

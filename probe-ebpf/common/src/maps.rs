@@ -15,12 +15,28 @@ pub const NOTICES: &str = "TP_NOTICES";
 pub const STATS: &str = "TP_STATS";
 /// `HashMap<u32 /* tgid */, u32 /* flags */>`: processes in exec sessions.
 pub const EXEC_TASKS: &str = "TP_EXEC_TASKS";
+/// `HashMap<CgroupRef, u32>`: cgroups that already had a process join them. The first process
+/// to join a container's cgroup is its init; later ones entered from outside (exec sessions).
+pub const CGROUPS_SEEN: &str = "TP_CGROUPS_SEEN";
 
 /// Every map the object defines.
-pub const ALL: [&str; 6] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS];
+pub const ALL: [&str; 7] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN];
 
 pub const VOLUMES_MAX: u32 = 8192;
 pub const TARGETS_MAX: u32 = 256;
 pub const COUNTERS_MAX: u32 = 32768;
 pub const NOTICES_BYTES: u32 = 256 * 1024;
 pub const EXEC_TASKS_MAX: u32 = 16384;
+pub const CGROUPS_SEEN_MAX: u32 = 16384;
+
+/// Key of [`CGROUPS_SEEN`]: a cgroup in a hierarchy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CgroupRef {
+    /// `cgroup_root.hierarchy_id` (0: cgroup v2).
+    pub hierarchy: u32,
+    /// Explicit padding; always zero.
+    pub reserved: u32,
+    /// The cgroup id (its kernfs node id: the directory's inode on 64-bit hosts).
+    pub id: u64,
+}

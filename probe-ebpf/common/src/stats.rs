@@ -8,5 +8,9 @@ pub const COUNTER_MAP_FULL: u32 = 1;
 pub const READ_ERRORS: u32 = 2;
 /// Events that matched a watched volume or target and were counted.
 pub const EVENTS: u32 = 3;
+/// Processes marked as exec sessions (entered a container from outside, or their children).
+pub const EXEC_MARKED: u32 = 4;
+/// An exec-session mark or a seen cgroup could not be stored (map full).
+pub const EXEC_MAP_FULL: u32 = 5;
 /// Number of slots.
-pub const LEN: u32 = 4;
+pub const LEN: u32 = 6;

@@ -17,7 +17,9 @@ use kube::{
     runtime::watcher,
 };
 use probe_agent::{
-    evidence::{AgentInfo, ContainerEvidence, ContainerKey, Evidence, Hooks, KeyKind, Reads, Workload},
+    evidence::{
+        AgentInfo, ContainerEvidence, ContainerKey, Evidence, Gap, Hooks, KeyKind, Reads, RetiredTotals, Workload,
+    },
     k8s::{
         automount::{self, Source},
         crd::{NodeTokenEvidence, NodeTokenEvidenceSpec},
@@ -26,10 +28,11 @@ use probe_agent::{
         workloads::{CronJobVersion, list_cronjobs, v1beta1_cronjob},
     },
 };
+use serde::Deserialize as _;
 use serde_json::json;
 use tokio::runtime::Runtime;
 
-use crate::cluster::{TestNamespace, eventually, pod};
+use probe_tests::cluster::{TestNamespace, eventually, pod};
 
 pub const CASES: &[(&str, super::Case)] = &[
     ("automount_volume_injection_and_overrides", automount_volume_injection_and_overrides),
@@ -39,6 +42,7 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("cronjobs_fall_back_to_v1beta1", cronjobs_fall_back_to_v1beta1),
     ("crd_from_rust_type_with_ssa_of_object_and_status", crd_with_ssa),
     ("pod_status_subresource_patch", pod_status_subresource_patch),
+    ("deploy_manifests_apply", deploy_manifests_apply),
 ];
 
 fn automount_volume_injection_and_overrides(rt: &Runtime, client: &Client) {
@@ -252,6 +256,11 @@ fn sample_evidence(node: &str) -> Evidence {
             rejected_hooks: Vec::new(),
             drops: 0,
             map_full: 0,
+            container_key: KeyKind::Cgroup,
+            exec_tracking: true,
+            targets: vec!["10.0.0.1:443".into(), "[::ffff:10.0.0.1]:443".into()],
+            targets_not_watched: Vec::new(),
+            gaps: vec![Gap { from: t, to: t }],
         },
         containers: vec![ContainerEvidence {
             key: ContainerKey { kind: KeyKind::Cgroup, id: 4242 },
@@ -270,10 +279,31 @@ fn sample_evidence(node: &str) -> Evidence {
             missing_token_opens: 0,
             other_volumes: Vec::new(),
             processes: vec!["app".into()],
+            exec_processes: vec!["sh".into()],
             first_seen: Some(t),
             last_seen: Some(t),
             observed_since: Some(t),
             observed_from_start: None,
+            unobserved_seconds: 30,
+            gone_since: None,
+        }],
+        retired: vec![RetiredTotals {
+            namespace: Some("batch".into()),
+            workload: Some(Workload { kind: "CronJob".into(), name: "backup".into() }),
+            container: Some("backup".into()),
+            service_account: Some("default".into()),
+            containers: 3,
+            observed_from_start: 3,
+            reads: Reads::default(),
+            api_connects: 0,
+            exec_reads: Reads::default(),
+            exec_api_connects: 0,
+            missing_token_opens: 0,
+            other_volumes: Vec::new(),
+            first_seen: None,
+            last_seen: None,
+            observed_since: Some(t),
+            unobserved_seconds: 0,
         }],
         volumes: Vec::new(),
     }
@@ -336,5 +366,50 @@ fn pod_status_subresource_patch(rt: &Runtime, client: &Client) {
         assert_eq!(cs.container_id.as_deref(), Some(format!("containerd://{id}").as_str()));
         assert!(cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
         ns.cleanup().await;
+    });
+}
+
+/// The manifests in deploy/ are accepted by the API server (applied for real: no controller
+/// runs the `DaemonSet` here), then removed.
+fn deploy_manifests_apply(rt: &Runtime, client: &Client) {
+    rt.block_on(async {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut applied: Vec<(kube::api::ApiResource, Option<String>, String, bool)> = Vec::new();
+        for file in ["crds.yaml", "agent.yaml"] {
+            let text = std::fs::read_to_string(root.join(file)).expect("read manifest");
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(document).expect("YAML");
+                let object: DynamicObject =
+                    serde_json::to_value(&value).and_then(serde_json::from_value).expect("object");
+                let types = object.types.clone().expect("apiVersion and kind");
+                let gvk = kube::api::GroupVersionKind::try_from(&types).expect("gvk");
+                let (resource, caps) =
+                    kube::discovery::pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("{gvk:?}: {e}"));
+                let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+                let namespace = object.metadata.namespace.clone();
+                let api: Api<DynamicObject> = match &namespace {
+                    Some(ns) if namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+                    _ => Api::all_with(client.clone(), &resource),
+                };
+                let name = object.name_any();
+                api.patch(&name, &PatchParams::apply("tokenprobe-test").force(), &Patch::Apply(&object))
+                    .await
+                    .unwrap_or_else(|e| panic!("{file}: {} {name}: {e}", types.kind));
+                applied.push((
+                    resource,
+                    namespace.filter(|_| namespaced),
+                    name,
+                    types.kind == "CustomResourceDefinition",
+                ));
+            }
+        }
+        assert!(applied.iter().any(|(r, _, _, _)| r.kind == "DaemonSet"));
+        for (resource, namespace, name, keep) in applied.into_iter().rev() {
+            if keep || namespace.is_some() {
+                continue; // the CRD stays for the other tests; namespaced objects go with the namespace
+            }
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            api.delete(&name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        }
     });
 }

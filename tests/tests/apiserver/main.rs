@@ -4,7 +4,6 @@
 //! `cargo xtask test` starts the server and runs these; alone:
 //! `cargo xtask apiserver start && TOKENPROBE_KUBECONFIG=… cargo test -p probe-tests --test apiserver`.
 
-mod cluster;
 mod kube_paths;
 
 use std::process::ExitCode;
@@ -19,7 +18,7 @@ type Case = fn(&tokio::runtime::Runtime, &kube::Client);
 fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut suite = Suite::from_args();
-    let cases: Vec<(&str, Case)> = kube_paths::CASES.iter().chain(cluster::CASES.iter()).copied().collect();
+    let cases: Vec<(&str, Case)> = kube_paths::CASES.to_vec();
     match rt.block_on(client()) {
         Ok(client) => {
             for (name, case) in cases {

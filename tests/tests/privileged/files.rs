@@ -24,6 +24,8 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("cgroupfs_driver_and_nested_cgroups", cgroupfs_driver_and_nested_cgroups),
     ("full_counter_map_is_reported", full_counter_map_is_reported),
     ("io_uring_openat", io_uring_openat),
+    ("exec_sessions_are_not_the_application", exec_sessions_are_not_the_application),
+    ("mount_namespace_keys_on_a_cgroup_v1_node", mount_namespace_keys_on_a_cgroup_v1_node),
 ];
 
 fn start<'rt>(rt: &'rt Runtime, node: &FakeNode, file: FileHook, connect: ConnectHook) -> TestAgent<'rt> {
@@ -292,4 +294,68 @@ fn io_uring_openat(rt: &Runtime, file: FileHook, connect: ConnectHook) {
     assert_eq!(reads.namespace, 1, "positive control: {}", dump(&ev));
     let expected = u64::from(file != FileHook::Tracepoint);
     assert_eq!(reads.token, expected, "io_uring open in {file:?} mode: {}", dump(&ev));
+}
+
+/// `kubectl exec`: a process joins a running container's cgroup and mount namespace from
+/// outside; it and its children count as `execReads`, not as the application's reads. The
+/// container runs before the agent starts (its cgroup is marked populated by the first scan).
+fn exec_sessions_are_not_the_application(rt: &Runtime, file: FileHook, connect: ConnectHook) {
+    let (_api, api) = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = l.local_addr().expect("addr");
+        (l, a)
+    };
+    let mut node = FakeNode::new(Driver::Systemd);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-3x3c0", true);
+    let c = node.container(&pod, false);
+    let mut app = node.spawn(&c, &[(&vol, SA_DIR)]);
+    let mut config = node.watch_config();
+    config.file_hook = file;
+    config.connect_hook = connect;
+    config.api_endpoints = vec![api];
+    let agent = TestAgent::start(rt, config).unwrap_or_else(|e| panic!("agent start: {e:#?}"));
+    app.ok(&sa("token"));
+    let mut exec = node.exec(&c, &app);
+    exec.ok(&sa("token"));
+    exec.ok(&sa("namespace"));
+    exec.ok(&Action::ForkOpen(PathBuf::from(SA_DIR).join("token")));
+    exec.ok(&Action::Connect(api));
+    app.ok(&sa("ca.crt"));
+    let ev = agent.snapshot();
+    assert!(ev.agent.exec_tracking, "exec tracking attached: {}", dump(&ev));
+    let e = entry(&ev, &c);
+    assert_eq!(e.reads, Reads { token: 1, ca_crt: 1, ..Reads::default() }, "the application's own: {}", dump(&ev));
+    assert_eq!(
+        e.exec_reads,
+        Reads { token: 2, namespace: 1, ..Reads::default() },
+        "the session and its child: {}",
+        dump(&ev)
+    );
+    assert_eq!((e.api_connects, e.exec_api_connects), (0, 1), "{}", dump(&ev));
+    assert!(!e.exec_processes.is_empty(), "{}", dump(&ev));
+}
+
+/// On cgroup v1 nodes (or hybrid nodes with the cgroupfs driver) containers share one cgroup
+/// v2 group; the agent keys them by mount namespace and finds them in a v1 hierarchy.
+fn mount_namespace_keys_on_a_cgroup_v1_node(rt: &Runtime, file: FileHook, connect: ConnectHook) {
+    let mut node = FakeNode::new_v1(Driver::Cgroupfs);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-v1mnt", true);
+    let reader = node.container(&pod, false);
+    let idle = node.container(&pod, false);
+    let mut r = node.spawn(&reader, &[(&vol, SA_DIR)]);
+    let _i = node.spawn(&idle, &[(&vol, SA_DIR)]);
+    let agent = start(rt, &node, file, connect);
+    r.ok(&sa("token"));
+    r.ok(&sa("token"));
+    let mut exec = node.exec(&reader, &r);
+    exec.ok(&sa("token"));
+    let ev = agent.snapshot();
+    assert_eq!(ev.agent.container_key, probe_agent::evidence::KeyKind::MountNs, "{}", dump(&ev));
+    let e = entry(&ev, &reader);
+    assert_eq!(e.key.kind, probe_agent::evidence::KeyKind::MountNs);
+    assert_eq!(e.reads.token, 2, "{}", dump(&ev));
+    assert_eq!(e.exec_reads.token, 1, "exec sessions are told apart on v1 hierarchies too: {}", dump(&ev));
+    assert_eq!(entry(&ev, &idle).reads.total(), 0);
 }

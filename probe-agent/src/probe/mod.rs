@@ -4,12 +4,12 @@
 //! from a kernel version or `/sys/kernel/security/lsm` (which lists `bpf` on kernels that still
 //! refuse LSM programs). Each rejected mode is kept with its reason.
 
-use std::{fmt, fs::File, os::fd::AsFd as _, path::Path};
+use std::{fs::File, os::fd::AsFd as _, path::Path};
 
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, Lsm, ProgramError, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, FEntry, KProbe, Lsm, RawTracePoint, TracePoint},
 };
 use probe_common::{
     config::{self, Config},
@@ -21,132 +21,12 @@ use probe_common::{
 
 use crate::{btf::Btf, canary, offsets};
 
-/// `--file-hook`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FileHook {
-    Auto,
-    Lsm,
-    Fentry,
-    Kprobe,
-    Tracepoint,
-}
+mod modes;
+mod programs;
 
-/// `--connect-hook`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ConnectHook {
-    Auto,
-    Cgroup,
-    Lsm,
-    Fentry,
-}
-
-/// The file-open mode in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileMode {
-    Lsm,
-    Fentry,
-    Kprobe,
-    Tracepoint,
-}
-
-/// The connect mode in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectMode {
-    Cgroup,
-    Lsm,
-    Fentry,
-}
-
-impl FileMode {
-    /// Best first.
-    pub const CHAIN: [Self; 4] = [Self::Lsm, Self::Fentry, Self::Kprobe, Self::Tracepoint];
-
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Lsm => "lsm",
-            Self::Fentry => "fentry",
-            Self::Kprobe => "kprobe",
-            Self::Tracepoint => "tracepoint",
-        }
-    }
-
-    /// The programs this mode attaches.
-    #[must_use]
-    pub const fn programs(self) -> &'static [&'static str] {
-        match self {
-            Self::Lsm => &["tp_file_open_lsm"],
-            Self::Fentry => &["tp_file_open_fentry"],
-            Self::Kprobe => &["tp_file_open_kprobe"],
-            Self::Tracepoint => &["tp_file_open_tracepoint"],
-        }
-    }
-
-    fn candidates(hook: FileHook) -> Vec<Self> {
-        match hook {
-            FileHook::Auto => Self::CHAIN.to_vec(),
-            FileHook::Lsm => vec![Self::Lsm],
-            FileHook::Fentry => vec![Self::Fentry],
-            FileHook::Kprobe => vec![Self::Kprobe],
-            FileHook::Tracepoint => vec![Self::Tracepoint],
-        }
-    }
-}
-
-impl ConnectMode {
-    /// Best first.
-    pub const CHAIN: [Self; 3] = [Self::Cgroup, Self::Lsm, Self::Fentry];
-
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Cgroup => "cgroup",
-            Self::Lsm => "lsm",
-            Self::Fentry => "fentry",
-        }
-    }
-
-    /// The programs this mode attaches.
-    #[must_use]
-    pub const fn programs(self) -> &'static [&'static str] {
-        match self {
-            Self::Cgroup => &["tp_connect4_cgroup", "tp_connect6_cgroup"],
-            Self::Lsm => &["tp_connect_lsm"],
-            Self::Fentry => &["tp_connect4_fentry", "tp_connect6_fentry"],
-        }
-    }
-
-    fn candidates(hook: ConnectHook) -> Vec<Self> {
-        match hook {
-            ConnectHook::Auto => Self::CHAIN.to_vec(),
-            ConnectHook::Cgroup => vec![Self::Cgroup],
-            ConnectHook::Lsm => vec![Self::Lsm],
-            ConnectHook::Fentry => vec![Self::Fentry],
-        }
-    }
-}
-
-impl fmt::Display for FileMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl fmt::Display for ConnectMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A mode that was tried and refused, with the kernel's reason.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Rejection {
-    pub detector: &'static str,
-    pub mode: &'static str,
-    pub reason: String,
-}
+use modes::hint;
+pub use modes::{ConnectHook, ConnectMode, FileHook, FileMode, Rejection};
+use programs::{describe, program, unload};
 
 /// Errors loading the programs or attaching a detector.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +63,31 @@ pub struct ProbeOptions {
     pub btf_path: std::path::PathBuf,
     /// Entries of the in-kernel counters map (one per container, target and kind).
     pub counters_capacity: u32,
+    /// Entries of the in-kernel connect-target map.
+    pub targets_capacity: u32,
+    /// Tell exec sessions apart from the application (raw tracepoints on cgroup attach, fork
+    /// and exit).
+    pub exec_tracking: bool,
+    /// The cgroup hierarchy whose attach events mark exec sessions (0: cgroup v2).
+    pub exec_hierarchy: u32,
+}
+
+impl ProbeOptions {
+    /// Defaults: auto modes, cgroup keys, exec tracking on v2, the ABI's map sizes.
+    #[must_use]
+    pub fn new(cgroup_root: std::path::PathBuf) -> Self {
+        Self {
+            file_hook: FileHook::Auto,
+            connect_hook: ConnectHook::Auto,
+            cgroup_root,
+            key_kind: config::key_kind::CGROUP,
+            btf_path: std::path::PathBuf::from("/sys/kernel/btf/vmlinux"),
+            counters_capacity: maps::COUNTERS_MAX,
+            targets_capacity: maps::TARGETS_MAX,
+            exec_tracking: true,
+            exec_hierarchy: 0,
+        }
+    }
 }
 
 /// The loaded programs and the maps the agent fills and reads.
@@ -195,6 +100,10 @@ pub struct Probe {
     pub volumes: HashMap<MapData, u32, VolumeValue>,
     pub targets: HashMap<MapData, TargetKey, TargetValue>,
     pub counters: HashMap<MapData, CountKey, CountValue>,
+    /// Cgroups that already had a process join them (exec-session detection).
+    pub cgroups_seen: HashMap<MapData, maps::CgroupRef, u32>,
+    /// Whether exec sessions are being told apart (the raw tracepoints attached).
+    pub exec_tracking: bool,
     stats: PerCpuArray<MapData, u64>,
     notices: Option<RingBuf<MapData>>,
     /// Kernel-side diagnostics (aya-log). Its map must stay open until the programs are loaded.
@@ -261,11 +170,18 @@ impl Probe {
     /// Missing or unreadable BTF, or the object failing to load.
     pub fn load(options: ProbeOptions) -> Result<Self, ProbeError> {
         let (offsets, aya_btf) = kernel_btf(&options.btf_path)?;
-        let config = Config { key_kind: options.key_kind, exec_tracking: 0, missing_token: 0, reserved: 0, offsets };
+        let config = Config {
+            key_kind: options.key_kind,
+            exec_tracking: u32::from(options.exec_tracking),
+            missing_token: 0,
+            exec_hierarchy: options.exec_hierarchy,
+            offsets,
+        };
         let mut ebpf = EbpfLoader::new()
             .btf(aya_btf.as_ref())
             .override_global(config::GLOBAL, &config, true)
             .map_max_entries(maps::COUNTERS, options.counters_capacity)
+            .map_max_entries(maps::TARGETS, options.targets_capacity)
             .load(crate::ebpf::OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
@@ -276,6 +192,8 @@ impl Probe {
             volumes: take(&mut ebpf, maps::VOLUMES)?,
             targets: take(&mut ebpf, maps::TARGETS)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
+            cgroups_seen: take(&mut ebpf, maps::CGROUPS_SEEN)?,
+            exec_tracking: false,
             stats: take(&mut ebpf, maps::STATS)?,
             notices: Some(take(&mut ebpf, maps::NOTICES)?),
             ebpf,
@@ -346,6 +264,15 @@ impl Probe {
         if self.connect_mode.is_none() {
             return Err(ProbeError::NoMode { detector: "connect", rejections: rejected.split_off(file_rejected) });
         }
+        if self.options.exec_tracking {
+            match self.attach_exec_tracking() {
+                Ok(()) => self.exec_tracking = true,
+                Err(reason) => {
+                    tracing::warn!(%reason, "exec sessions cannot be told apart; their use counts as the application's");
+                    rejected.push(Rejection { detector: "exec-session", mode: "raw_tp", reason });
+                }
+            }
+        }
         for r in &rejected {
             tracing::info!(detector = r.detector, mode = r.mode, reason = %r.reason, "hook mode rejected");
         }
@@ -355,6 +282,26 @@ impl Probe {
             "hooks attached"
         );
         self.rejections = rejected;
+        Ok(())
+    }
+
+    /// The exec-session raw tracepoints: cgroup attach, fork, exit. All or none.
+    fn attach_exec_tracking(&mut self) -> Result<(), String> {
+        const PROGRAMS: [(&str, &str); 3] = [
+            ("tp_exec_attach", "cgroup_attach_task"),
+            ("tp_exec_fork", "sched_process_fork"),
+            ("tp_exec_exit", "sched_process_exit"),
+        ];
+        for (name, tracepoint) in PROGRAMS {
+            let result = program::<RawTracePoint>(&mut self.ebpf, name).and_then(|p| {
+                p.load().map_err(describe)?;
+                p.attach(tracepoint).map(drop).map_err(describe)
+            });
+            if let Err(reason) = result {
+                self.unload_all(&PROGRAMS.map(|(n, _)| n));
+                return Err(format!("{tracepoint}: {reason}"));
+            }
+        }
         Ok(())
     }
 
@@ -470,6 +417,7 @@ impl Probe {
                 Some(Program::KProbe(p)) => unload(p),
                 Some(Program::TracePoint(p)) => unload(p),
                 Some(Program::CgroupSockAddr(p)) => unload(p),
+                Some(Program::RawTracePoint(p)) => unload(p),
                 _ => {}
             }
         }
@@ -493,74 +441,6 @@ impl Probe {
     pub fn options(&self) -> &ProbeOptions {
         &self.options
     }
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-{
-    let program = ebpf.program_mut(name).ok_or_else(|| format!("the object has no program {name}"))?;
-    program.try_into().map_err(describe)
-}
-
-trait Unload {
-    fn unload_now(&mut self) -> Result<(), ProgramError>;
-}
-
-macro_rules! impl_unload {
-    ($($t:ty),*) => {$(impl Unload for $t {
-        fn unload_now(&mut self) -> Result<(), ProgramError> { self.unload() }
-    })*};
-}
-impl_unload!(Lsm, FEntry, KProbe, TracePoint, CgroupSockAddr);
-
-fn unload<T: Unload>(program: &mut T) {
-    if let Err(e) = program.unload_now() {
-        tracing::debug!(error = %describe(e), "unloading a rejected program failed");
-    }
-}
-
-/// Adds what usually causes a refusal to the kernel's bare reason.
-fn hint(mode: &str, reason: String) -> String {
-    let eperm = reason.contains("os error 1)");
-    match mode {
-        "lsm" | "fentry" if eperm => format!("{reason} (this kernel refuses BPF trampoline programs)"),
-        "lsm" if reason.contains("self-test") => {
-            format!("{reason} (BPF LSM is built in but not active: add `bpf` to the kernel's `lsm=` list)")
-        }
-        "kprobe" if reason.contains("kprobe/type") => {
-            format!("{reason} (kprobes are not available: kernel built without CONFIG_KPROBES)")
-        }
-        _ => reason,
-    }
-}
-
-/// A program error with its whole source chain (aya's top-level messages alone hide the errno).
-fn describe<E: std::error::Error>(error: E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let message = s.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = s.source();
-    }
-    // aya appends the verifier log, empty when the kernel refused before verifying.
-    if let Some(stripped) = text.strip_suffix(". Verifier output: ") {
-        text = stripped.to_owned();
-    }
-    if text.len() > 400 {
-        // Verifier logs can be long; the first lines say what matters.
-        let mut cut = 400;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 /// Whether BTF exists where the probe expects it, with a message naming the kernel option.

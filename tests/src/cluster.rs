@@ -1,4 +1,5 @@
-//! Helpers: a namespace per case, pods built from JSON, waiting.
+//! Helpers for tests against the test API server: a namespace per case, pods built from JSON,
+//! waiting.
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,6 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::{Value, json};
-
-/// No cases of its own; `main` chains the lists.
-pub const CASES: &[(&str, super::Case)] = &[];
 
 /// A namespace made for one case (with its `default` `ServiceAccount`, which admission needs).
 pub struct TestNamespace {
@@ -24,6 +22,9 @@ fn suffix() -> String {
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
+///
+/// # Panics
+/// After `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -40,6 +41,10 @@ where
 }
 
 impl TestNamespace {
+    /// Creates the namespace and waits for its `default` `ServiceAccount`.
+    ///
+    /// # Panics
+    /// When the API server refuses or the controller does not create the `ServiceAccount`.
     pub async fn new(client: &Client, prefix: &str) -> Self {
         let name = format!("tp-{prefix}-{}", suffix());
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
@@ -52,6 +57,7 @@ impl TestNamespace {
         Self { client: client.clone(), name }
     }
 
+    #[must_use]
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
@@ -63,6 +69,10 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    /// Creates an object in the namespace.
+    ///
+    /// # Panics
+    /// When the API server refuses it.
     pub async fn create<K>(&self, object: Value) -> K
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
@@ -101,6 +111,7 @@ impl TestNamespace {
 }
 
 /// A pod on `node` (never scheduled: there is no scheduler or kubelet).
+#[must_use]
 pub fn pod(name: &str, node: &str, service_account: &str, automount: Option<bool>) -> Value {
     let mut spec = json!({
         "nodeName": node,

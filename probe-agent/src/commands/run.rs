@@ -1,0 +1,59 @@
+//! `probe-agent run`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use probe_agent::{
+    cli::parse_duration,
+    run::{RunConfig, run as run_agent},
+};
+
+use super::agent_args::AgentArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// This node's name (from the downward API: `spec.nodeName`).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// A kubeconfig (default: in-cluster configuration, else `$KUBECONFIG`/`~/.kube/config`).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Publish the evidence this often (when it changed).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    publish_interval: Duration,
+    /// Re-read the API server's addresses this often (also on changes).
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    targets_refresh: Duration,
+    /// Serve /metrics, /healthz, /readyz and /v1/evidence here.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    http_addr: SocketAddr,
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await.context("no in-cluster configuration and no kubeconfig")?,
+    };
+    Client::try_from(config).context("cannot build a Kubernetes client")
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let config = RunConfig {
+        watch: args.agent.config(Some(args.node_name)),
+        publish_interval: args.publish_interval,
+        targets_refresh: args.targets_refresh,
+        http_addr: Some(args.http_addr),
+    };
+    let signal = super::shutdown_signal().context("cannot handle signals")?;
+    run_agent(config, client, signal).await.context("the agent failed")
+}

@@ -1,0 +1,227 @@
+//! Publication: one `NodeTokenEvidence` per node, named after it, its evidence in `status`,
+//! written by server-side apply when it changed. While the API server is unreachable the
+//! agent keeps counting; the next successful publication carries everything (nothing is lost,
+//! only later), retried with exponential backoff.
+
+use std::{
+    hash::{DefaultHasher, Hash as _, Hasher as _},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{evidence::Evidence, k8s::crd::NodeTokenEvidence, watch::AgentHandle};
+
+/// The field manager of the agent's server-side applies.
+pub const FIELD_MANAGER: &str = "tokenprobe-agent";
+/// Process names kept per container in the published object.
+const PUBLISHED_PROCESSES: usize = 8;
+const MAX_BACKOFF: Duration = Duration::from_mins(5);
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    pub published: AtomicU64,
+    pub errors: AtomicU64,
+    /// Unix seconds of the last success (0: never).
+    pub last_success: AtomicU64,
+}
+
+/// The evidence as published: without the debugging aids (per-volume list, cgroup paths) and
+/// with process names capped, so a busy node's object stays far below etcd's size limit.
+#[must_use]
+pub fn published(evidence: &Evidence) -> Evidence {
+    let mut out = evidence.clone();
+    out.volumes.clear();
+    for c in &mut out.containers {
+        c.cgroup_path = None;
+        c.processes.truncate(PUBLISHED_PROCESSES);
+        c.exec_processes.truncate(PUBLISHED_PROCESSES);
+    }
+    out
+}
+
+/// A fingerprint of the evidence that ignores when it was generated.
+fn fingerprint(evidence: &Evidence) -> u64 {
+    let mut e = evidence.clone();
+    e.agent.generated_at = None;
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(&e).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Applies the object (spec) and then its status.
+///
+/// # Errors
+/// The API error.
+pub async fn publish(api: &Api<NodeTokenEvidence>, node: &str, evidence: &Evidence) -> Result<(), kube::Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let object = json!({
+        "apiVersion": "tokenprobe.dev/v1alpha1", "kind": "NodeTokenEvidence",
+        "metadata": {"name": node}, "spec": {"nodeName": node}
+    });
+    api.patch(node, &params, &Patch::Apply(&object)).await?;
+    let status = json!({
+        "apiVersion": "tokenprobe.dev/v1alpha1", "kind": "NodeTokenEvidence",
+        "status": published(evidence)
+    });
+    api.patch_status(node, &params, &Patch::Apply(&status)).await?;
+    Ok(())
+}
+
+/// Publishes every `interval` when the evidence changed, until `stop` turns true; then once
+/// more.
+pub(super) async fn follow(
+    client: Client,
+    node: String,
+    handle: AgentHandle,
+    interval: Duration,
+    stats: std::sync::Arc<PublishStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api: Api<NodeTokenEvidence> = Api::all(client);
+    let mut last: Option<u64> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut wait = Duration::ZERO;
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            changed = stop.changed() => changed.is_err() || *stop.borrow(),
+        };
+        let Ok(evidence) = handle.snapshot().await else { return };
+        let print = fingerprint(&evidence);
+        if last != Some(print) {
+            match publish(&api, &node, &evidence).await {
+                Ok(()) => {
+                    last = Some(print);
+                    backoff = Duration::from_secs(1);
+                    stats.published.fetch_add(1, Ordering::Relaxed);
+                    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+                    stats.last_success.store(now, Ordering::Relaxed);
+                    tracing::debug!(containers = evidence.containers.len(), "evidence published");
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot publish the evidence; it keeps accumulating");
+                    if stopping {
+                        return;
+                    }
+                    wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        wait = interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::evidence::{AgentInfo, ContainerEvidence, ContainerKey, Hooks, KeyKind, Reads, Workload};
+
+    /// A realistic entry: long names and ids, counts, timestamps, process names.
+    fn entry(i: usize, c: usize) -> ContainerEvidence {
+        let t = Some(OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap());
+        ContainerEvidence {
+            key: ContainerKey { kind: KeyKind::Cgroup, id: 100_000 + (i * 4 + c) as u64 },
+            cgroup_path: Some(format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{i:08}_1b2d_4c5e_8f90_123456789abc.slice/cri-containerd-{:064x}.scope",
+                i * 4 + c
+            )),
+            pod_uid: Some(format!("{i:08}-1b2d-4c5e-8f90-123456789abc")),
+            container_id: Some(format!("{:064x}", i * 4 + c)),
+            namespace: Some("payments-production".into()),
+            pod: Some(format!("checkout-api-7d9f8c6b5-{i:05}")),
+            container: Some(["app", "istio-proxy", "log-shipper"][c % 3].into()),
+            service_account: Some("checkout-api".into()),
+            workload: Some(Workload { kind: "Deployment".into(), name: "checkout-api".into() }),
+            reads: Reads { token: 12, ca_crt: 3, namespace: 1, other: 0 },
+            api_connects: 40,
+            exec_reads: Reads::default(),
+            exec_api_connects: 0,
+            missing_token_opens: 0,
+            other_volumes: Vec::new(),
+            processes: (0..20).map(|p| format!("worker-{p}")).collect(),
+            exec_processes: Vec::new(),
+            first_seen: t,
+            last_seen: t,
+            observed_since: t,
+            observed_from_start: Some(true),
+            unobserved_seconds: 0,
+            gone_since: None,
+        }
+    }
+
+    #[test]
+    fn a_node_with_250_pods_stays_far_below_the_etcd_limit() {
+        let t = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
+        let evidence = Evidence {
+            node: "ip-10-0-12-34.eu-west-1.compute.internal".into(),
+            agent: AgentInfo {
+                version: "0.1.0".into(),
+                started_at: t,
+                generated_at: Some(t),
+                hooks: Hooks { file_open: Some("lsm".into()), connect: Some("cgroup".into()) },
+                rejected_hooks: Vec::new(),
+                drops: 0,
+                map_full: 0,
+                container_key: KeyKind::Cgroup,
+                exec_tracking: true,
+                targets: vec!["10.96.0.1:443".into()],
+                targets_not_watched: Vec::new(),
+                gaps: Vec::new(),
+            },
+            // 250 pods with three containers each (sandboxes are not reported).
+            containers: (0..250).flat_map(|i| (0..3).map(move |c| entry(i, c))).collect(),
+            retired: Vec::new(),
+            volumes: Vec::new(),
+        };
+        let size = serde_json::to_vec(&published(&evidence)).unwrap().len();
+        eprintln!("published size of 750 containers: {size} bytes");
+        // etcd's default request limit is 1.5 MiB; stay well under half of it.
+        assert!(size < 640 * 1024, "{size} bytes");
+        assert!(published(&evidence).containers.iter().all(|c| c.processes.len() == PUBLISHED_PROCESSES));
+    }
+
+    #[test]
+    fn fingerprint_ignores_generation_time() {
+        let mut a = Evidence {
+            node: "n".into(),
+            agent: AgentInfo {
+                version: "0".into(),
+                started_at: OffsetDateTime::UNIX_EPOCH,
+                generated_at: Some(OffsetDateTime::UNIX_EPOCH),
+                hooks: Hooks { file_open: None, connect: None },
+                rejected_hooks: Vec::new(),
+                drops: 0,
+                map_full: 0,
+                container_key: KeyKind::Cgroup,
+                exec_tracking: false,
+                targets: Vec::new(),
+                targets_not_watched: Vec::new(),
+                gaps: Vec::new(),
+            },
+            containers: Vec::new(),
+            retired: Vec::new(),
+            volumes: Vec::new(),
+        };
+        let before = fingerprint(&a);
+        a.agent.generated_at = Some(OffsetDateTime::now_utc());
+        assert_eq!(fingerprint(&a), before);
+        a.agent.drops = 1;
+        assert_ne!(fingerprint(&a), before);
+    }
+}

@@ -1,0 +1,346 @@
+//! The run-mode harness: the agent in this process, pods in the API server matching fake
+//! containers, a TCP proxy to take the API server away, a network namespace.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, ReplicaSet},
+        core::v1::Pod,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt as _, ResourceExt as _,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use probe_agent::{
+    evidence::{ContainerEvidence, Evidence},
+    k8s::{automount, crd::NodeTokenEvidence},
+    run::{RunConfig, run},
+};
+use probe_tests::{
+    cluster::{TestNamespace, eventually, pod},
+    fake_node::{Container, FakeNode},
+    kube::KUBECONFIG_ENV,
+};
+use serde_json::json;
+use tokio::{runtime::Runtime, sync::oneshot, task::JoinHandle};
+
+/// `probe-agent run` running in this process.
+pub struct RunningAgent {
+    task: JoinHandle<Result<(), probe_agent::watch::WatchError>>,
+    stop: oneshot::Sender<()>,
+    pub http: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+impl RunningAgent {
+    pub fn start(
+        rt: &Runtime,
+        node: &FakeNode,
+        node_name: &str,
+        client: Client,
+        tweak: impl FnOnce(&mut RunConfig),
+    ) -> Self {
+        ensure_crd(rt, &client);
+        let mut watch = node.watch_config();
+        node_name.clone_into(&mut watch.node_name);
+        let http = free_port();
+        let mut config = RunConfig {
+            watch,
+            publish_interval: Duration::from_millis(300),
+            targets_refresh: Duration::from_secs(1),
+            http_addr: Some(http),
+        };
+        tweak(&mut config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = rt.spawn(run(config, client, async move {
+            drop(stopped.await);
+        }));
+        // Ready once it serves HTTP.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(http).is_err() {
+            assert!(!task.is_finished(), "the agent ended at start-up");
+            assert!(Instant::now() < deadline, "the agent did not start serving HTTP");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { task, stop, http }
+    }
+
+    /// Stops it (publishing once more and saving its state).
+    pub fn stop(self, rt: &Runtime) {
+        self.stop.send(()).ok();
+        rt.block_on(self.task).expect("agent task").expect("agent result");
+    }
+}
+
+/// Installs the CRD (server-side apply; idempotent).
+fn ensure_crd(rt: &Runtime, client: &Client) {
+    rt.block_on(async {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let crd = NodeTokenEvidence::crd();
+        crds.patch(&crd.name_any(), &PatchParams::apply("tokenprobe-test").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply the CRD");
+        let api: Api<NodeTokenEvidence> = Api::all(client.clone());
+        eventually("the CRD to be served", Duration::from_secs(30), || async {
+            api.list(&kube::api::ListParams::default()).await.ok().map(drop)
+        })
+        .await;
+    });
+}
+
+/// A pod created in the API server for the fake node.
+pub struct ApiPod {
+    pub name: String,
+    pub uid: String,
+    /// The `kube-api-access-*` volume admission gave it.
+    pub automount_volume: String,
+}
+
+/// Creates a pod on `node` with the given containers; `owner` = (deployment, replicaset)
+/// creates both and chains them.
+pub async fn api_pod(
+    ns: &TestNamespace,
+    node: &str,
+    name: &str,
+    service_account: &str,
+    containers: &[&str],
+    owner: Option<(&str, &str)>,
+) -> ApiPod {
+    let mut object = pod(name, node, service_account, None);
+    object["spec"]["containers"] =
+        json!(containers.iter().map(|c| json!({"name": c, "image": "registry.invalid/x:1"})).collect::<Vec<_>>());
+    if let Some((deployment, replicaset)) = owner {
+        let labels = json!({"app": deployment});
+        let template = json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "registry.invalid/x:1"}]}});
+        let d: Deployment = ns
+            .create(json!({"metadata": {"name": deployment}, "spec": {"selector": {"matchLabels": labels}, "template": template}}))
+            .await;
+        let rs: ReplicaSet = ns
+            .create(json!({
+                "metadata": {"name": replicaset, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": d.uid().expect("uid"), "controller": true}]},
+                "spec": {"selector": {"matchLabels": labels}, "template": template}
+            }))
+            .await;
+        object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset, "uid": rs.uid().expect("uid"), "controller": true}]);
+    }
+    let created: Pod = ns.create(object).await;
+    let automount_volume =
+        automount::automount_volume(&created).map(|v| v.name.clone()).expect("admission injects the automount volume");
+    ApiPod { name: name.to_owned(), uid: created.uid().expect("uid"), automount_volume }
+}
+
+impl ApiPod {
+    /// Patches the pod's status as a kubelet would once its containers run.
+    pub async fn set_running(&self, ns: &TestNamespace, containers: &[(&str, &Container)]) {
+        let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("time");
+        let statuses: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|(name, c)| {
+                json!({"name": name, "image": "registry.invalid/x:1", "imageID": "", "ready": true, "restartCount": 0,
+                       "containerID": format!("containerd://{}", c.id), "state": {"running": {"startedAt": now}}})
+            })
+            .collect();
+        let patch = json!({"status": {"phase": "Running", "containerStatuses": statuses}});
+        ns.api::<Pod>()
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch status");
+    }
+}
+
+/// Polls the published `NodeTokenEvidence` until `ready` holds.
+pub fn published(
+    rt: &Runtime,
+    client: &Client,
+    node: &str,
+    timeout: Duration,
+    ready: impl Fn(&Evidence) -> bool,
+) -> Evidence {
+    let api: Api<NodeTokenEvidence> = Api::all(client.clone());
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(Some(object)) = rt.block_on(api.get_opt(node))
+            && let Some(status) = object.status
+        {
+            if ready(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        assert!(Instant::now() < deadline, "not published in time; last: {last:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls the agent's own `/v1/evidence` until `ready` holds.
+pub fn wait_local(
+    _rt: &Runtime,
+    agent: &RunningAgent,
+    timeout: Duration,
+    ready: impl Fn(&Evidence) -> bool,
+) -> Evidence {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let response = http_get(agent.http, "/v1/evidence");
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if let Ok(ev) = serde_json::from_str::<Evidence>(body)
+            && ready(&ev)
+        {
+            return ev;
+        }
+        assert!(Instant::now() < deadline, "agent evidence not ready in time: {response}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The entry of a container by pod and container name.
+pub fn entry_named<'e>(ev: &'e Evidence, pod: &str, container: &str) -> Option<&'e ContainerEvidence> {
+    ev.containers.iter().find(|c| c.pod.as_deref() == Some(pod) && c.container.as_deref() == Some(container))
+}
+
+/// The entry of a fake container.
+pub fn container_of<'e>(ev: &'e Evidence, c: &Container) -> Option<&'e ContainerEvidence> {
+    ev.containers.iter().find(|e| e.container_id.as_deref() == Some(c.id.as_str()))
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the agent");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// A network namespace of this test with extra addresses on its loopback interface.
+pub struct NetNs {
+    name: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl NetNs {
+    pub fn new(addresses: &[&str]) -> Self {
+        let name = format!("tp-test-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        // Made before any check can fail, so Drop removes it.
+        let netns = Self { name };
+        ip(&["-n", &netns.name, "link", "set", "lo", "up"]);
+        for a in addresses {
+            ip(&["-n", &netns.name, "addr", "add", &format!("{a}/32"), "dev", "lo"]);
+        }
+        netns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("ip").args(["netns", "del", &self.name]).output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: cannot delete network namespace {}", self.name);
+        }
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of the test API server, to take it away and bring it
+/// back without touching the server.
+pub struct ApiProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+fn kubeconfig_path() -> PathBuf {
+    PathBuf::from(std::env::var_os(KUBECONFIG_ENV).expect("the test API server's kubeconfig"))
+}
+
+fn upstream(kubeconfig: &Kubeconfig) -> SocketAddr {
+    let server = kubeconfig.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).expect("server");
+    server.trim_start_matches("https://").parse().expect("server address")
+}
+
+impl ApiProxy {
+    pub async fn start() -> Self {
+        let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+        let upstream = upstream(&kubeconfig);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let up = Arc::clone(&up);
+            let connections = Arc::clone(&connections);
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the "API server" is down
+                    }
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            drop(tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await);
+                        }
+                    });
+                    connections.lock().expect("lock").push(conn);
+                }
+            }
+        });
+        Self { addr, up, connections, accept }
+    }
+
+    /// A client for the API server through this proxy.
+    pub async fn client(&self) -> Client {
+        let mut kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+        if let Some(cluster) = kubeconfig.clusters[0].cluster.as_mut() {
+            cluster.server = Some(format!("https://{}", self.addr));
+        }
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+        Client::try_from(config).expect("client")
+    }
+
+    /// Refuses new connections and cuts the open ones.
+    pub fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.connections.lock().expect("lock").drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ApiProxy {
+    fn drop(&mut self) {
+        self.down();
+        self.accept.abort();
+    }
+}

@@ -1,0 +1,288 @@
+//! `probe-agent run` end to end: the real programs on this kernel, a fake node whose pods exist
+//! in the real test API server (their status patched with the fake containers' ids), the agent
+//! publishing `NodeTokenEvidence`.
+//!
+//! Needs root and the test API server (`cargo xtask test` provides both).
+
+mod harness;
+
+use std::{process::ExitCode, time::Duration};
+
+use k8s_openapi::api::core::v1::{Endpoints, ServiceAccount};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, PostParams},
+};
+use probe_agent::evidence::{Reads, Workload};
+use probe_tests::{
+    actor::{ACTOR_ARG, Action, actor_main},
+    cluster::TestNamespace,
+    fake_node::{Driver, FakeNode, Qos, SA_DIR},
+    kube::{NoServer, client},
+    runner::Suite,
+};
+use serde_json::json;
+use tokio::runtime::Runtime;
+
+use crate::harness::{ApiProxy, NetNs, RunningAgent, api_pod, container_of, entry_named, http_get, published};
+
+type Case = fn(&Runtime, &Client);
+
+const CASES: &[(&str, Case)] = &[
+    ("attribution_reader_idle_sidecar_and_exec", attribution),
+    ("connects_to_cluster_ip_and_endpoint_in_a_netns", connects_in_a_netns),
+    ("agent_restart_loses_nothing", agent_restart),
+    ("api_server_outage_loses_nothing", api_outage),
+    ("full_target_map_is_reported", full_target_map),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(ACTOR_ARG) {
+        actor_main(args.get(2).map_or("", String::as_str));
+        return ExitCode::SUCCESS;
+    }
+    let in_ci = std::env::var_os("CI").is_some();
+    if !nix::unistd::Uid::effective().is_root() {
+        if in_ci {
+            eprintln!("error: the node-agent tests need root (CI is set, so this is a failure)");
+            return ExitCode::FAILURE;
+        }
+        println!("SKIPPED: the node-agent tests need root; run `cargo xtask test`\n\n0 passed, 0 failed, 1 skipped");
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var_os("TOKENPROBE_TEST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut suite = Suite::from_args();
+    match rt.block_on(client()) {
+        Ok(client) => {
+            for (name, case) in CASES {
+                suite.run(&format!("node-agent/{name}"), || case(&rt, &client));
+            }
+            suite.finish()
+        }
+        Err(NoServer::NotConfigured) if !in_ci => {
+            for (name, _) in CASES {
+                suite.skip(&format!("node-agent/{name}"), "no test API server (set TOKENPROBE_KUBECONFIG)");
+            }
+            suite.finish_allowing_skips()
+        }
+        Err(e) => {
+            eprintln!("error: the node-agent tests need the test API server: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn attribution(rt: &Runtime, client: &Client) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-attr-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "attr"));
+    let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": "idle-sa"}})));
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+
+    // A Deployment's pod whose only token reader is its sidecar.
+    let web = rt.block_on(api_pod(
+        &ns,
+        &node_name,
+        "web-5d9c-abcde",
+        "default",
+        &["app", "sidecar"],
+        Some(("web", "web-5d9c")),
+    ));
+    let web_pod = node.pod_with_uid(&web.uid, Qos::Burstable);
+    let web_vol = node.volume(&web_pod, &web.automount_volume, true);
+    let web_app = node.container(&web_pod, false);
+    let web_sidecar = node.container(&web_pod, false);
+    // A bare pod that never uses its token, under its own ServiceAccount.
+    let idle = rt.block_on(api_pod(&ns, &node_name, "idle", "idle-sa", &["app"], None));
+    let idle_pod = node.pod_with_uid(&idle.uid, Qos::BestEffort);
+    let idle_vol = node.volume(&idle_pod, &idle.automount_volume, true);
+    let idle_app = node.container(&idle_pod, false);
+    // A pod whose app reads the token and into which someone execs.
+    let reader = rt.block_on(api_pod(&ns, &node_name, "reader", "default", &["app"], None));
+    let reader_pod = node.pod_with_uid(&reader.uid, Qos::Burstable);
+    let reader_vol = node.volume(&reader_pod, &reader.automount_volume, true);
+    let reader_app = node.container(&reader_pod, false);
+    rt.block_on(web.set_running(&ns, &[("app", &web_app), ("sidecar", &web_sidecar)]));
+    rt.block_on(idle.set_running(&ns, &[("app", &idle_app)]));
+    rt.block_on(reader.set_running(&ns, &[("app", &reader_app)]));
+
+    let _app = node.spawn(&web_app, &[(&web_vol, SA_DIR)]);
+    let mut sidecar = node.spawn(&web_sidecar, &[(&web_vol, SA_DIR)]);
+    let _idle = node.spawn(&idle_app, &[(&idle_vol, SA_DIR)]);
+    let mut r = node.spawn(&reader_app, &[(&reader_vol, SA_DIR)]);
+    sidecar.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    r.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    r.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    let mut exec = node.exec(&reader_app, &r);
+    exec.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+
+    let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "reader", "app").is_some_and(|e| e.reads.token == 2 && e.exec_reads.token == 1)
+            && entry_named(ev, "web-5d9c-abcde", "sidecar").is_some_and(|e| e.reads.token == 1)
+            && entry_named(ev, "idle", "app").is_some()
+    });
+    let sidecar_entry = entry_named(&ev, "web-5d9c-abcde", "sidecar").expect("sidecar");
+    assert_eq!(sidecar_entry.workload, Some(Workload { kind: "Deployment".into(), name: "web".into() }));
+    assert_eq!(sidecar_entry.namespace.as_deref(), Some(ns.name.as_str()));
+    assert_eq!(sidecar_entry.service_account.as_deref(), Some("default"));
+    let app_entry = entry_named(&ev, "web-5d9c-abcde", "app").expect("app");
+    assert_eq!(app_entry.reads, Reads::default(), "only the sidecar reads");
+    let idle_entry = entry_named(&ev, "idle", "app").expect("idle");
+    assert_eq!(idle_entry.reads.total() + idle_entry.api_connects, 0);
+    assert_eq!(idle_entry.service_account.as_deref(), Some("idle-sa"));
+    assert_eq!(idle_entry.workload, Some(Workload { kind: "Pod".into(), name: "idle".into() }));
+    assert_eq!(idle_entry.observed_from_start, Some(true));
+    assert_eq!(ev.containers.len(), 4, "sandboxes are not reported: {ev:#?}");
+    let ready = http_get(agent.http, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = http_get(agent.http, "/metrics");
+    assert!(metrics.contains("tokenprobe_publications_total"), "{metrics}");
+    assert!(metrics.contains("tokenprobe_containers_watched 4"), "{metrics}");
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+fn connects_in_a_netns(rt: &Runtime, client: &Client) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-netns-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "netns"));
+    // The ClusterIP (10.0.0.1, from the service range) and an endpoint address exist only
+    // inside a network namespace of this test.
+    let netns = NetNs::new(&["10.0.0.1", "10.0.0.10"]);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let eps: Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": "kubernetes"},
+        "subsets": [{"addresses": [{"ip": "10.0.0.10"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
+    }))
+    .expect("endpoints");
+    rt.block_on(endpoints.create(&PostParams::default(), &eps)).expect("create endpoints");
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let client_pod = rt.block_on(api_pod(&ns, &node_name, "client", "default", &["app"], None));
+    let pod = node.pod_with_uid(&client_pod.uid, Qos::Burstable);
+    let vol = node.volume(&pod, &client_pod.automount_volume, true);
+    let c = node.container(&pod, false);
+    rt.block_on(client_pod.set_running(&ns, &[("app", &c)]));
+    let evidence = harness::wait_local(rt, &agent, Duration::from_secs(20), |ev| {
+        ev.agent.targets.iter().any(|t| t == "10.0.0.1:443") && ev.agent.targets.iter().any(|t| t == "10.0.0.10:6443")
+    });
+    assert!(evidence.agent.targets_not_watched.is_empty());
+    let mut a = probe_tests::actor::Actor::spawn(&probe_tests::actor::ActorSpec {
+        cgroup: Some(c.cgroup_dir.clone()),
+        mounts: vec![(vol.dir.clone(), SA_DIR.into())],
+        netns: Some(netns.path()),
+        ..Default::default()
+    });
+    for target in ["10.0.0.1:443", "10.0.0.10:6443", "10.0.0.10:9999"] {
+        a.ok(&Action::ConnectAttempt(target.parse().expect("addr")));
+    }
+    let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "client", "app").is_some_and(|e| e.api_connects >= 2)
+    });
+    assert_eq!(entry_named(&ev, "client", "app").expect("client").api_connects, 2, "not the other port: {ev:#?}");
+    agent.stop(rt);
+    rt.block_on(endpoints.delete("kubernetes", &DeleteParams::default())).expect("delete endpoints");
+    rt.block_on(ns.cleanup());
+}
+
+fn agent_restart(rt: &Runtime, client: &Client) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-restart-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "restart"));
+    let state_dir = node.root.join("state");
+    let with_state = {
+        let dir = state_dir.clone();
+        move |c: &mut probe_agent::run::RunConfig| c.watch.state_dir = Some(dir.clone())
+    };
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), with_state.clone());
+    let p = rt.block_on(api_pod(&ns, &node_name, "steady", "default", &["app"], None));
+    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
+    let vol = node.volume(&pod, &p.automount_volume, true);
+    let c = node.container(&pod, false);
+    rt.block_on(p.set_running(&ns, &[("app", &c)]));
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "steady", "app").is_some_and(|e| e.reads.token == 2)
+    });
+    agent.stop(rt);
+    assert!(state_dir.join("state.json").exists(), "state saved at stop");
+
+    // The container keeps running while the agent is away; the new agent continues.
+    std::thread::sleep(Duration::from_millis(1100));
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), with_state);
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "steady", "app").is_some_and(|e| e.reads.token == 3)
+    });
+    let e = entry_named(&ev, "steady", "app").expect("steady");
+    assert_eq!(ev.agent.gaps.len(), 1, "the restart is recorded: {:?}", ev.agent.gaps);
+    assert!(e.unobserved_seconds >= 1, "the container ran through the gap: {e:#?}");
+    assert_eq!(e.observed_from_start, Some(true), "coverage keeps the first run's answer");
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+fn api_outage(rt: &Runtime, client: &Client) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-outage-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "outage"));
+    let proxy = rt.block_on(ApiProxy::start());
+    let agent_client = rt.block_on(proxy.client());
+    let agent = RunningAgent::start(rt, &node, &node_name, agent_client, |_| {});
+    let p = rt.block_on(api_pod(&ns, &node_name, "through-outage", "default", &["app"], None));
+    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
+    let vol = node.volume(&pod, &p.automount_volume, true);
+    let c = node.container(&pod, false);
+    rt.block_on(p.set_running(&ns, &[("app", &c)]));
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "through-outage", "app").is_some_and(|e| e.reads.token == 1)
+    });
+
+    proxy.down();
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    // The agent tries and fails to publish while the API server is unreachable...
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = http_get(agent.http, "/metrics");
+        if metrics.lines().any(|l| l.starts_with("tokenprobe_publish_errors_total ") && !l.ends_with(" 0")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed publication seen:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...and keeps counting meanwhile: on recovery everything is published.
+    proxy.up();
+    let ev = published(rt, client, &node_name, Duration::from_mins(1), |ev| {
+        entry_named(ev, "through-outage", "app").is_some_and(|e| e.reads.token == 3)
+    });
+    assert_eq!(container_of(&ev, &c).expect("entry").reads.token, 3);
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+fn full_target_map(rt: &Runtime, client: &Client) {
+    let node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-targets-{}", std::process::id());
+    // Room for exactly the configured extra (IPv4 and its mapped form): the cluster's ClusterIP
+    // does not fit.
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| {
+        c.watch.targets_capacity = 2;
+        c.watch.api_endpoints = vec!["127.0.0.1:1".parse().expect("addr")];
+    });
+    let ev = harness::wait_local(rt, &agent, Duration::from_secs(20), |ev| !ev.agent.targets_not_watched.is_empty());
+    assert!(ev.agent.targets_not_watched.iter().any(|t| t == "10.0.0.1:443"), "{:?}", ev.agent);
+    let metrics = http_get(agent.http, "/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("tokenprobe_api_targets_not_watched ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    agent.stop(rt);
+}
