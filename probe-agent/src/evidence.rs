@@ -48,6 +48,9 @@ pub struct AgentInfo {
     /// Whether exec sessions are told apart from the application.
     #[serde(default)]
     pub exec_tracking: bool,
+    /// Whether failed opens of the default token paths are counted (`missingTokenOpens`).
+    #[serde(default)]
+    pub missing_token_detector: bool,
     /// API server addresses whose connects are counted.
     #[serde(default)]
     pub targets: Vec<String>,

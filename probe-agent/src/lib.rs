@@ -14,6 +14,7 @@ pub mod k8s;
 pub mod mountinfo;
 pub mod node;
 pub mod offsets;
+pub mod plan;
 pub mod probe;
 pub mod run;
 pub mod targets;

@@ -52,6 +52,22 @@ pub fn field_offset(format: &str, name: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// Checks that `field` of a syscall tracepoint sits at `offset` (8 bytes), as a program assumes.
+///
+/// # Errors
+/// When the format cannot be read or the field is elsewhere.
+pub fn check_field(tracefs: &Path, event: &str, field: &str, offset: usize) -> Result<(), String> {
+    let path = tracefs.join("events/syscalls").join(event).join("format");
+    let format = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match field_offset(&format, field) {
+        Some((o, 8)) if o == offset => Ok(()),
+        Some((o, size)) => {
+            Err(format!("{event}: `{field}` is at offset {o} size {size}; the program expects {offset} size 8"))
+        }
+        None => Err(format!("{event}: no `{field}` field in {}", path.display())),
+    }
+}
+
 /// The tracepoint program reads `ret` straight from the record at a fixed offset; refuse the
 /// mode on a kernel whose layout differs.
 ///

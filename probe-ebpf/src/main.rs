@@ -28,6 +28,7 @@ mod exec;
 mod file;
 mod kernel;
 mod maps;
+mod missing;
 mod record;
 
 /// The license section: GPL-compatible, required for `bpf_probe_read_kernel` and LSM programs.

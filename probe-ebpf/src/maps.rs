@@ -31,6 +31,9 @@ pub static TP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe_comm
 pub static TP_EXEC_TASKS: HashMap<u32, u32> = HashMap::with_max_entries(m::EXEC_TASKS_MAX, 0);
 
 #[map]
+pub static TP_PENDING_OPENS: HashMap<u64, u32> = HashMap::with_max_entries(m::PENDING_OPENS_MAX, 0);
+
+#[map]
 pub static TP_CGROUPS_SEEN: HashMap<m::CgroupRef, u32> = HashMap::with_max_entries(m::CGROUPS_SEEN_MAX, 0);
 
 /// Load-time configuration, patched by the agent (`probe_common::config::GLOBAL`).

@@ -161,6 +161,14 @@ impl FakeNode {
         Pod { uid: uid.to_owned(), qos }
     }
 
+    /// The kubelet's directory of a pod, for a pod without a token volume (automount off).
+    ///
+    /// # Panics
+    /// When it cannot be made.
+    pub fn pod_dir(&self, pod: &Pod) {
+        std::fs::create_dir_all(self.kubelet_dir.join("pods").join(&pod.uid).join("volumes")).expect("create pod dir");
+    }
+
     /// Mounts a projected volume the way kubelet's atomic writer lays it out: a timestamped
     /// directory holding `token`, `ca.crt` and `namespace`, `..data` pointing at it, and
     /// top-level symlinks through `..data`. `with_token: false` makes a volume without a token.

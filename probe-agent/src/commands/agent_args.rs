@@ -29,6 +29,10 @@ pub struct AgentArgs {
     /// Do not tell exec sessions (kubectl exec/cp) apart from the application.
     #[arg(long)]
     no_exec_tracking: bool,
+    /// Count failed opens of the default token paths (`missingTokenOpens`, for `verify` after
+    /// turning tokens off). Costs every open: enable while a migration is verified.
+    #[arg(long)]
+    detect_missing_token: bool,
     /// The host mount table to follow.
     #[arg(long, default_value = "/proc/1/mountinfo")]
     mountinfo: PathBuf,
@@ -68,6 +72,7 @@ impl AgentArgs {
         config.connect_hook = self.connect_hook;
         config.container_key = self.container_key;
         config.exec_tracking = !self.no_exec_tracking;
+        config.missing_token = self.detect_missing_token;
         config.mountinfo = self.mountinfo;
         config.cgroup_root = self.cgroup_root;
         config.cgroup_v1_root = self.cgroup_v1_root;

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod agent_args;
+mod plan;
 mod run;
 mod watch;
 
@@ -35,21 +36,35 @@ enum Command {
     /// The `DaemonSet` agent: watch this node, attribute to pods and workloads, publish a
     /// `NodeTokenEvidence` object, serve /metrics.
     Run(run::RunArgs),
+    /// Verdicts per workload and ServiceAccount, the changes to make and a phased plan, from
+    /// the cluster or from files.
+    Plan(plan::PlanArgs),
+    /// The effective automount setting of every pod, checked against its volumes.
+    Audit(plan::AuditArgs),
+    /// After turning tokens off: containers that still reach for them, with rollback patches
+    /// (exit code 3 when any).
+    Verify(plan::VerifyArgs),
     /// Print the CustomResourceDefinition(s) tokenprobe uses, as YAML.
     Crds,
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Watch(args) => watch::watch(args).await,
-        Command::Run(args) => run::run(args).await,
-        Command::Crds => probe_agent::k8s::crd::crd_yaml().map(|yaml| print!("{yaml}")).map_err(anyhow::Error::from),
+        Command::Watch(args) => done(watch::watch(args).await),
+        Command::Run(args) => done(run::run(args).await),
+        Command::Plan(args) => plan::plan(args).await,
+        Command::Audit(args) => plan::audit(args).await,
+        Command::Verify(args) => plan::verify(args).await,
+        Command::Crds => {
+            done(probe_agent::k8s::crd::crd_yaml().map(|yaml| print!("{yaml}")).map_err(anyhow::Error::from))
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            plan::exit_code(&e)
         }
     }
 }

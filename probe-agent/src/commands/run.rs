@@ -35,7 +35,8 @@ pub struct RunArgs {
     http_addr: SocketAddr,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+/// A client from a kubeconfig, else the in-cluster configuration or `$KUBECONFIG`.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -24,7 +24,9 @@ pub struct CronJobLite {
     pub automount: Option<bool>,
 }
 
-fn from_json(metadata: ObjectMeta, spec: &serde_json::Value) -> CronJobLite {
+/// A CronJob from its metadata and `spec` JSON (either API version).
+#[must_use]
+pub fn cronjob_from_json(metadata: ObjectMeta, spec: &serde_json::Value) -> CronJobLite {
     let pod_spec = &spec["jobTemplate"]["spec"]["template"]["spec"];
     CronJobLite {
         metadata,
@@ -63,7 +65,7 @@ pub async fn list_cronjobs(
                 .into_iter()
                 .map(|c| {
                     let spec = serde_json::to_value(&c.spec).unwrap_or_default();
-                    from_json(c.metadata, &spec)
+                    cronjob_from_json(c.metadata, &spec)
                 })
                 .collect(),
             CronJobVersion::V1,
@@ -76,7 +78,7 @@ pub async fn list_cronjobs(
             };
             let list = api.list(&ListParams::default()).await?;
             Ok((
-                list.items.into_iter().map(|d| from_json(d.metadata, &d.data["spec"])).collect(),
+                list.items.into_iter().map(|d| cronjob_from_json(d.metadata, &d.data["spec"])).collect(),
                 CronJobVersion::V1beta1,
             ))
         }
@@ -94,9 +96,9 @@ mod tests {
     fn reads_the_pod_template_fields() {
         let spec = json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
             "serviceAccountName": "backup", "automountServiceAccountToken": false, "containers": []}}}}});
-        let c = from_json(ObjectMeta { name: Some("b".into()), ..ObjectMeta::default() }, &spec);
+        let c = cronjob_from_json(ObjectMeta { name: Some("b".into()), ..ObjectMeta::default() }, &spec);
         assert_eq!(c.service_account.as_deref(), Some("backup"));
         assert_eq!(c.automount, Some(false));
-        assert_eq!(from_json(ObjectMeta::default(), &json!({})).automount, None);
+        assert_eq!(cronjob_from_json(ObjectMeta::default(), &json!({})).automount, None);
     }
 }

@@ -16,11 +16,15 @@ use probe_common::{
 
 impl Node {
     /// Boot-time ns from which a pod's containers are watched: when its automount volume (or,
-    /// without one, its first watched volume) went into the kernel map, but not before attach.
+    /// without one, its first watched volume, or without any, its kubelet directory) was first
+    /// seen, but not before attach.
     fn pod_watched_since(&self, pod_uid: &str) -> Option<u64> {
         let pod_volumes = self.volumes.values().filter(|v| v.pod_uid == pod_uid);
         let automount = pod_volumes.clone().filter(|v| v.automount).map(|v| v.watched_since).min();
-        automount.or_else(|| pod_volumes.map(|v| v.watched_since).min()).map(|t| t.max(self.attached_at))
+        automount
+            .or_else(|| pod_volumes.map(|v| v.watched_since).min())
+            .or_else(|| self.pod_dir_seen(pod_uid))
+            .map(|t| t.max(self.attached_at))
     }
 
     /// The evidence for every container, from the counters (live and retired, merged) and,

@@ -78,6 +78,9 @@ pub struct Node {
     next_volume_id: u32,
     containers: BTreeMap<ContainerRef, Container>,
     by_key: HashMap<u64, ContainerRef>,
+    /// Pods the kubelet has a directory for, with when the agent first saw it (boot-time ns):
+    /// their containers are reported even without a token volume (automount off).
+    pod_dirs: BTreeMap<String, u64>,
     /// How the kernel keys containers: by cgroup id or by mount-namespace inode.
     pub key_kind: KeyKind,
     /// Boot-time ns when the programs were attached.
@@ -93,6 +96,7 @@ impl Node {
             next_volume_id: 1,
             containers: BTreeMap::new(),
             by_key: HashMap::new(),
+            pod_dirs: BTreeMap::new(),
             key_kind,
             attached_at,
         }
@@ -174,10 +178,24 @@ impl Node {
         }
     }
 
-    /// Pods with a watched volume.
+    /// Brings the pods in line with the kubelet's pod directories now present.
+    pub fn sync_pod_dirs(&mut self, uids: &[String], now: u64) {
+        self.pod_dirs.retain(|uid, _| uids.contains(uid));
+        for uid in uids {
+            self.pod_dirs.entry(uid.clone()).or_insert(now);
+        }
+    }
+
+    /// When the agent first saw a pod's directory (boot-time ns).
+    #[must_use]
+    pub fn pod_dir_seen(&self, uid: &str) -> Option<u64> {
+        self.pod_dirs.get(uid).copied()
+    }
+
+    /// Pods whose containers are reported: those with a watched volume or a kubelet directory.
     #[must_use]
     pub fn watched_pods(&self) -> BTreeSet<&str> {
-        self.volumes.values().map(|v| v.pod_uid.as_str()).collect()
+        self.volumes.values().map(|v| v.pod_uid.as_str()).chain(self.pod_dirs.keys().map(String::as_str)).collect()
     }
 
     /// Brings the containers in line with a cgroup scan at boot-time `now`. Returns the

@@ -70,6 +70,8 @@ pub struct ProbeOptions {
     pub exec_tracking: bool,
     /// The cgroup hierarchy whose attach events mark exec sessions (0: cgroup v2).
     pub exec_hierarchy: u32,
+    /// Count failed opens of the default token paths (`verify`; costs every open).
+    pub missing_token: bool,
 }
 
 impl ProbeOptions {
@@ -86,6 +88,7 @@ impl ProbeOptions {
             targets_capacity: maps::TARGETS_MAX,
             exec_tracking: true,
             exec_hierarchy: 0,
+            missing_token: false,
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct Probe {
     pub cgroups_seen: HashMap<MapData, maps::CgroupRef, u32>,
     /// Whether exec sessions are being told apart (the raw tracepoints attached).
     pub exec_tracking: bool,
+    /// Whether failed opens of the default token paths are counted.
+    pub missing_token: bool,
     stats: PerCpuArray<MapData, u64>,
     notices: Option<RingBuf<MapData>>,
     /// Kernel-side diagnostics (aya-log). Its map must stay open until the programs are loaded.
@@ -173,7 +178,7 @@ impl Probe {
         let config = Config {
             key_kind: options.key_kind,
             exec_tracking: u32::from(options.exec_tracking),
-            missing_token: 0,
+            missing_token: u32::from(options.missing_token),
             exec_hierarchy: options.exec_hierarchy,
             offsets,
         };
@@ -194,6 +199,7 @@ impl Probe {
             counters: take(&mut ebpf, maps::COUNTERS)?,
             cgroups_seen: take(&mut ebpf, maps::CGROUPS_SEEN)?,
             exec_tracking: false,
+            missing_token: false,
             stats: take(&mut ebpf, maps::STATS)?,
             notices: Some(take(&mut ebpf, maps::NOTICES)?),
             ebpf,
@@ -273,6 +279,15 @@ impl Probe {
                 }
             }
         }
+        if self.options.missing_token {
+            match self.attach_missing_token() {
+                Ok(()) => self.missing_token = true,
+                Err(reason) => {
+                    tracing::warn!(%reason, "failed opens of the token paths cannot be counted");
+                    rejected.push(Rejection { detector: "missing-token", mode: "tracepoint", reason });
+                }
+            }
+        }
         for r in &rejected {
             tracing::info!(detector = r.detector, mode = r.mode, reason = %r.reason, "hook mode rejected");
         }
@@ -300,6 +315,32 @@ impl Probe {
             if let Err(reason) = result {
                 self.unload_all(&PROGRAMS.map(|(n, _)| n));
                 return Err(format!("{tracepoint}: {reason}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The missing-token detector: syscall entry (path) and exit (result) of open, openat,
+    /// openat2.
+    fn attach_missing_token(&mut self) -> Result<(), String> {
+        const PROGRAMS: [&str; 3] = ["tp_missing_enter_at", "tp_missing_enter_open", "tp_missing_exit"];
+        let tracefs = crate::tracefs::ensure_mounted()?;
+        for (event, offset) in [("sys_enter_openat", 24), ("sys_enter_openat2", 24), ("sys_enter_open", 16)] {
+            crate::tracefs::check_field(&tracefs, event, "filename", offset)?;
+        }
+        let attachments: [(&str, &[&str]); 3] = [
+            ("tp_missing_enter_at", &["sys_enter_openat", "sys_enter_openat2"]),
+            ("tp_missing_enter_open", &["sys_enter_open"]),
+            ("tp_missing_exit", &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"]),
+        ];
+        for (name, events) in attachments {
+            let result = program::<TracePoint>(&mut self.ebpf, name).and_then(|p| {
+                p.load().map_err(describe)?;
+                events.iter().try_for_each(|event| p.attach("syscalls", event).map(drop).map_err(describe))
+            });
+            if let Err(reason) = result {
+                self.unload_all(&PROGRAMS);
+                return Err(format!("{name}: {reason}"));
             }
         }
         Ok(())

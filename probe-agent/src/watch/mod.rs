@@ -51,6 +51,8 @@ pub struct WatchConfig {
     pub targets_capacity: u32,
     /// Tell exec sessions apart from the application.
     pub exec_tracking: bool,
+    /// Count failed opens of the default token paths (`verify` during a migration).
+    pub missing_token: bool,
     /// Where the evidence is persisted across restarts (`None`: not persisted).
     pub state_dir: Option<PathBuf>,
     /// How often the state is saved (also at stop).
@@ -78,6 +80,7 @@ impl WatchConfig {
             counters_capacity: probe_common::maps::COUNTERS_MAX,
             targets_capacity: probe_common::maps::TARGETS_MAX,
             exec_tracking: true,
+            missing_token: false,
             state_dir: None,
             save_interval: Duration::from_secs(30),
             retention: Duration::from_hours(24),
@@ -232,6 +235,7 @@ impl Agent {
         options.targets_capacity = config.targets_capacity;
         options.exec_tracking = config.exec_tracking;
         options.exec_hierarchy = keying.hierarchy;
+        options.missing_token = config.missing_token;
         let mut probe = Probe::load(options)?;
 
         // Readers first, so no early notice or log line is lost (the state owner reads the

@@ -312,6 +312,8 @@ impl State {
         }
         let mounts: Vec<_> =
             entries.iter().filter_map(|e| mountinfo::projected_volume(e, &self.config.kubelet_dir)).collect();
+        let pod_dirs = pod_dirs(&self.config.kubelet_dir);
+        self.node.sync_pod_dirs(&pod_dirs, clock::boot_ns());
         let changes = self.node.sync_mounts(&mounts, |m| holds_token(Path::new(&m.mount_point)), clock::boot_ns());
         for dev in changes.removed {
             match self.probe.volumes.remove(&dev) {
@@ -487,6 +489,7 @@ impl State {
                 map_full: stats[stats::COUNTER_MAP_FULL as usize],
                 container_key: self.node.key_kind,
                 exec_tracking: self.probe.exec_tracking,
+                missing_token_detector: self.probe.missing_token,
                 targets: watched,
                 targets_not_watched: self.targets_not_watched.clone(),
                 gaps: self.gaps.clone(),
@@ -527,6 +530,19 @@ impl State {
             state_save_errors: self.save_errors,
         }
     }
+}
+
+/// The pod UIDs the kubelet has directories for (`<kubelet-dir>/pods/<uid>`).
+fn pod_dirs(kubelet_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(kubelet_dir.join("pods"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| mountinfo::is_pod_uid(name))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a projected volume holds a `token` (checked without opening it).

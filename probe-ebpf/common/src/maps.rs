@@ -19,8 +19,12 @@ pub const EXEC_TASKS: &str = "TP_EXEC_TASKS";
 /// to join a container's cgroup is its init; later ones entered from outside (exec sessions).
 pub const CGROUPS_SEEN: &str = "TP_CGROUPS_SEEN";
 
+/// `HashMap<u64 /* pid_tgid */, u32>`: opens of a default token path in flight (the
+/// missing-token detector).
+pub const PENDING_OPENS: &str = "TP_PENDING_OPENS";
+
 /// Every map the object defines.
-pub const ALL: [&str; 7] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN];
+pub const ALL: [&str; 8] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN, PENDING_OPENS];
 
 pub const VOLUMES_MAX: u32 = 8192;
 pub const TARGETS_MAX: u32 = 256;
@@ -28,6 +32,7 @@ pub const COUNTERS_MAX: u32 = 32768;
 pub const NOTICES_BYTES: u32 = 256 * 1024;
 pub const EXEC_TASKS_MAX: u32 = 16384;
 pub const CGROUPS_SEEN_MAX: u32 = 16384;
+pub const PENDING_OPENS_MAX: u32 = 4096;
 
 /// Key of [`CGROUPS_SEEN`]: a cgroup in a hierarchy.
 #[repr(C)]

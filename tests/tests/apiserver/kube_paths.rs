@@ -258,6 +258,7 @@ fn sample_evidence(node: &str) -> Evidence {
             map_full: 0,
             container_key: KeyKind::Cgroup,
             exec_tracking: true,
+            missing_token_detector: false,
             targets: vec!["10.0.0.1:443".into(), "[::ffff:10.0.0.1]:443".into()],
             targets_not_watched: Vec::new(),
             gaps: vec![Gap { from: t, to: t }],

@@ -344,3 +344,47 @@ impl Drop for ApiProxy {
         self.accept.abort();
     }
 }
+
+/// A Deployment (created once, with its ReplicaSet) and one more of its pods.
+pub async fn deployment_pod(ns: &TestNamespace, node: &str, deployment: &str, sa: &str, pod_name: &str) -> ApiPod {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let rs_name = format!("{deployment}-rs");
+    let existing = ns.api::<ReplicaSet>().get_opt(&rs_name).await.expect("get rs");
+    let rs = if let Some(rs) = existing {
+        rs
+    } else {
+        let labels = json!({"app": deployment});
+        let template = json!({"metadata": {"labels": labels}, "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "registry.invalid/x:1"}]}});
+        let d: Deployment = ns
+            .create(json!({"metadata": {"name": deployment}, "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template}}))
+            .await;
+        ns.create(json!({
+            "metadata": {"name": rs_name, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": d.uid().expect("uid"), "controller": true}]},
+            "spec": {"selector": {"matchLabels": labels}, "template": template}
+        }))
+        .await
+    };
+    let mut object = pod(pod_name, node, sa, None);
+    object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name, "uid": rs.uid().expect("uid"), "controller": true}]);
+    let created: Pod = ns.create(object).await;
+    ApiPod {
+        name: pod_name.to_owned(),
+        uid: created.uid().expect("uid"),
+        automount_volume: automount::automount_volume(&created).map(|v| v.name.clone()).unwrap_or_default(),
+    }
+}
+
+/// Applies a planner change as `kubectl patch --type strategic` would.
+pub async fn apply_patch(client: &Client, change: &probe_agent::plan::Change) {
+    let gvk = kube::api::GroupVersionKind::try_from(&kube::api::TypeMeta {
+        api_version: change.target.api_version.clone(),
+        kind: change.target.kind.clone(),
+    })
+    .expect("gvk");
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.expect("discover");
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &change.target.namespace, &resource);
+    let body = probe_agent::plan::output::patch_body(change);
+    api.patch(&change.target.name, &PatchParams::default(), &Patch::Strategic(&body))
+        .await
+        .unwrap_or_else(|e| panic!("patch {} {}: {e}", change.target.kind, change.target.name));
+}

@@ -34,6 +34,7 @@ const CASES: &[(&str, Case)] = &[
     ("agent_restart_loses_nothing", agent_restart),
     ("api_server_outage_loses_nothing", api_outage),
     ("full_target_map_is_reported", full_target_map),
+    ("plan_patches_apply_and_verify_catches_a_regression", plan_apply_verify),
 ];
 
 fn main() -> ExitCode {
@@ -285,4 +286,110 @@ fn full_target_map(rt: &Runtime, client: &Client) {
         "{metrics}"
     );
     agent.stop(rt);
+}
+
+/// The planner end to end: evidence from the fake node, the plan read live from the API server,
+/// its patches applied for real, a worker restarted without its token that still reaches for
+/// it, and `verify` (library and CLI, exit code 3) catching that with a rollback that applies.
+fn plan_apply_verify(rt: &Runtime, client: &Client) {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::ServiceAccount};
+    use probe_agent::plan::{self, Policy, Verdict, output};
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-plan-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "plan"));
+    for sa in ["web", "shared"] {
+        let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": sa}})));
+    }
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| c.watch.missing_token = true);
+    let mut actors = Vec::new();
+    for (deployment, sa, reads) in [("web", "web", false), ("api", "shared", true), ("worker", "shared", false)] {
+        let p = rt.block_on(harness::deployment_pod(&ns, &node_name, deployment, sa, &format!("{deployment}-1")));
+        let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
+        let vol = node.volume(&pod, &p.automount_volume, true);
+        let c = node.container(&pod, false);
+        rt.block_on(p.set_running(&ns, &[("app", &c)]));
+        let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+        if reads {
+            a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+        }
+        actors.push(a);
+    }
+    published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        ["web-1", "api-1", "worker-1"].iter().all(|p| entry_named(ev, p, "app").is_some())
+            && entry_named(ev, "api-1", "app").is_some_and(|e| e.reads.token == 1)
+    });
+
+    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name))).expect("live inputs");
+    let policy = Policy { min_observation: Duration::ZERO, ..Policy::default() };
+    let the_plan = plan::plan(&inputs, &policy);
+    let verdict = |name: &str| the_plan.workloads.iter().find(|w| w.workload.name == name).map(|w| w.verdict);
+    assert_eq!(verdict("web"), Some(Verdict::SafeToDisable), "{the_plan:#?}");
+    assert_eq!(verdict("api"), Some(Verdict::UsesToken));
+    assert_eq!(verdict("worker"), Some(Verdict::SafeToDisable));
+    let ordered: Vec<String> = output::in_order(&the_plan)
+        .map(|(_, _, c)| format!("{}/{}={}", c.target.kind, c.target.name, c.automount))
+        .collect();
+    assert_eq!(ordered, vec!["Deployment/api=true", "ServiceAccount/shared=false", "ServiceAccount/web=false"]);
+
+    // Apply every patch for real, in order.
+    for (_, _, change) in output::in_order(&the_plan) {
+        rt.block_on(harness::apply_patch(client, change));
+    }
+    let sas: Api<ServiceAccount> = ns.api();
+    for sa in ["web", "shared"] {
+        let object = rt.block_on(sas.get(sa)).expect("sa");
+        assert_eq!(object.automount_service_account_token, Some(false), "{sa}");
+        assert!(object.metadata.annotations.unwrap_or_default().contains_key(output::EVIDENCE_ANNOTATION));
+    }
+    let api = rt.block_on(ns.api::<Deployment>().get("api")).expect("api");
+    let template = api.spec.and_then(|s| s.template.spec).expect("template");
+    assert_eq!(template.automount_service_account_token, Some(true), "the user was pinned first");
+
+    // The worker is "restarted": admission gives the new pod no token; it still reaches for one.
+    let p = rt.block_on(harness::deployment_pod(&ns, &node_name, "worker", "shared", "worker-2"));
+    assert_eq!(p.automount_volume, "", "no automount volume after the change");
+    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
+    node.pod_dir(&pod);
+    let c = node.container(&pod, false);
+    rt.block_on(p.set_running(&ns, &[("app", &c)]));
+    let empty = node.root.join("empty-run");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let mut a = probe_tests::actor::Actor::spawn(&probe_tests::actor::ActorSpec {
+        cgroup: Some(c.cgroup_dir.clone()),
+        mounts: vec![(empty, "/run/tokenprobe-empty".into())],
+        ..Default::default()
+    });
+    assert_eq!(a.run(&Action::Open(format!("{SA_DIR}/token").into())), Err(libc::ENOENT));
+    published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "worker-2", "app").is_some_and(|e| e.missing_token_opens == 1)
+    });
+    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name))).expect("live inputs");
+    let regressions = plan::verify::verify(&inputs);
+    assert_eq!(regressions.len(), 1, "{regressions:#?}");
+    assert_eq!(regressions[0].workload.name, "worker");
+
+    // The CLI says the same, with exit code 3.
+    let kubeconfig = std::env::var(probe_tests::kube::KUBECONFIG_ENV).expect("kubeconfig");
+    let bin = std::env::var("TOKENPROBE_AGENT_BIN").expect("TOKENPROBE_AGENT_BIN");
+    let out = std::process::Command::new(&bin)
+        .args(["verify", "--kubeconfig", &kubeconfig, "-n", &ns.name])
+        .output()
+        .expect("run probe-agent verify");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("worker-2/app"));
+    let out = std::process::Command::new(&bin)
+        .args(["plan", "--kubeconfig", &kubeconfig, "-n", &ns.name, "-o", "json"])
+        .output()
+        .expect("run probe-agent plan");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert!(json["workloads"].as_array().is_some_and(|w| !w.is_empty()));
+
+    // The rollback applies and restores the token.
+    rt.block_on(harness::apply_patch(client, &regressions[0].rollback));
+    let worker = rt.block_on(ns.api::<Deployment>().get("worker")).expect("worker");
+    assert_eq!(worker.spec.and_then(|s| s.template.spec).and_then(|s| s.automount_service_account_token), Some(true));
+    drop(actors);
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
 }

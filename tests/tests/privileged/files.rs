@@ -26,6 +26,7 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("io_uring_openat", io_uring_openat),
     ("exec_sessions_are_not_the_application", exec_sessions_are_not_the_application),
     ("mount_namespace_keys_on_a_cgroup_v1_node", mount_namespace_keys_on_a_cgroup_v1_node),
+    ("missing_token_opens_are_counted", missing_token_opens_are_counted),
 ];
 
 fn start<'rt>(rt: &'rt Runtime, node: &FakeNode, file: FileHook, connect: ConnectHook) -> TestAgent<'rt> {
@@ -358,4 +359,35 @@ fn mount_namespace_keys_on_a_cgroup_v1_node(rt: &Runtime, file: FileHook, connec
     assert_eq!(e.reads.token, 2, "{}", dump(&ev));
     assert_eq!(e.exec_reads.token, 1, "exec sessions are told apart on v1 hierarchies too: {}", dump(&ev));
     assert_eq!(entry(&ev, &idle).reads.total(), 0);
+}
+
+/// After automount was turned off, a container that still tries the default token paths fails
+/// with ENOENT; with `--detect-missing-token` those attempts are counted, nothing else is.
+fn missing_token_opens_are_counted(rt: &Runtime, file: FileHook, connect: ConnectHook) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let tokenless = node.pod(Qos::Burstable);
+    node.pod_dir(&tokenless);
+    let c = node.container(&tokenless, false);
+    let mut config = node.watch_config();
+    config.file_hook = file;
+    config.connect_hook = connect;
+    config.missing_token = true;
+    let agent = TestAgent::start(rt, config).unwrap_or_else(|e| panic!("agent start: {e:#?}"));
+    // Its own /run (empty): no token directory at all, as in a pod with automount off.
+    let empty = node.root.join("empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let mut a = probe_tests::actor::Actor::spawn(&probe_tests::actor::ActorSpec {
+        cgroup: Some(c.cgroup_dir.clone()),
+        mounts: vec![(empty, "/run/tokenprobe-empty".into())],
+        ..Default::default()
+    });
+    assert_eq!(a.run(&sa("token")), Err(libc::ENOENT));
+    assert_eq!(a.run(&Action::Open("/run/secrets/kubernetes.io/serviceaccount/ca.crt".into())), Err(libc::ENOENT));
+    assert_eq!(a.run(&Action::Open("/etc/tokenprobe-no-such-file".into())), Err(libc::ENOENT));
+    let ev = agent.snapshot();
+    assert!(ev.agent.missing_token_detector, "{}", dump(&ev));
+    let e = entry(&ev, &c);
+    assert_eq!(e.missing_token_opens, 2, "{}", dump(&ev));
+    assert_eq!(e.reads.total(), 0);
+    assert!(e.observed_since.is_some(), "a pod without a token volume is watched from its directory");
 }

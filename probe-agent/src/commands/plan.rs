@@ -1,0 +1,168 @@
+//! `probe-agent plan`, `audit` and `verify`.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use probe_agent::{
+    cli::parse_duration,
+    plan::{
+        self, Inputs, Policy,
+        output::{self, Format},
+    },
+};
+
+/// Where the inputs come from: files, or the cluster.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// Evidence: `probe-agent watch` or `/v1/evidence` JSON, NodeTokenEvidence objects (JSON or
+    /// YAML, one, many or a List). Repeatable; exports of the same node are merged (latest
+    /// entry per container wins). Without it, everything is read from the cluster.
+    #[arg(long = "evidence", value_name = "FILE")]
+    evidence: Vec<PathBuf>,
+    /// Cluster objects, as `kubectl get pods,serviceaccounts,deployments,statefulsets,daemonsets,replicasets,jobs,cronjobs -A -o json`
+    /// (or YAML). Repeatable. Needed with --evidence.
+    #[arg(long = "objects", value_name = "FILE")]
+    objects: Vec<PathBuf>,
+    /// A kubeconfig for reading the cluster (default: in-cluster, else `$KUBECONFIG`).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Only this namespace (live reading).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+}
+
+/// A usage error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+impl Source {
+    async fn load(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
+        if self.evidence.is_empty() && self.objects.is_empty() {
+            let client = super::run::client(self.kubeconfig.as_ref()).await?;
+            return plan::live::load(&client, self.namespace.as_deref()).await.context("cannot read the cluster");
+        }
+        if self.objects.is_empty() {
+            return Err(Usage(
+                "--evidence needs --objects (pods, service accounts and workloads from kubectl get -o json)".into(),
+            )
+            .into());
+        }
+        if need_evidence && self.evidence.is_empty() {
+            return Err(Usage("--objects needs --evidence (or neither, to read the cluster)".into()).into());
+        }
+        let mut inputs = Inputs::default();
+        let mut exports = Vec::new();
+        for file in &self.evidence {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            exports.extend(plan::inputs::parse_evidence(&file.display().to_string(), &text)?);
+        }
+        inputs.evidence = plan::inputs::merge_evidence(exports);
+        for file in &self.objects {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let used = plan::inputs::parse_objects(&file.display().to_string(), &text, &mut inputs)?;
+            if used == 0 {
+                tracing::warn!(file = %file.display(), "no pods, service accounts or workloads in it");
+            }
+        }
+        Ok(inputs)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    source: Source,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Each workload must have been watched this long.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    min_observation: Duration,
+    /// Jobs and CronJobs: runs observed from start.
+    #[arg(long, default_value_t = 3)]
+    min_runs: u64,
+    /// Agent restarts up to this long during a container's life are tolerated.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    max_gap: Duration,
+    /// Namespaces containing one of these words (split at - and _) go in the first phase.
+    #[arg(long, value_delimiter = ',', default_value = "dev,development,test,testing,staging,qa,sandbox")]
+    dev_words: Vec<String>,
+    /// Share of the remaining changes in the canary phase (at least one).
+    #[arg(long, default_value_t = 0.1)]
+    canary: f64,
+}
+
+/// Exit code 2 for usage errors, 1 for others.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+}
+
+pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.canary) {
+        return Err(Usage(format!("--canary must be between 0 and 1, not {}", args.canary)).into());
+    }
+    let inputs = args.source.load(true).await?;
+    let policy = Policy {
+        min_observation: args.min_observation,
+        min_runs: args.min_runs,
+        max_gap: args.max_gap,
+        dev_words: args.dev_words,
+        canary_fraction: args.canary,
+        ..Policy::default()
+    };
+    let plan = plan::plan(&inputs, &policy);
+    let text = match args.output {
+        Format::Table => output::plan_table(&plan),
+        Format::Json | Format::Yaml => output::structured(&plan, args.output)?,
+        Format::Patch => output::patches(&plan),
+        Format::Script => output::script(&plan),
+        Format::Policyreport => output::policy_reports(&plan),
+        Format::Plan => output::markdown(&plan),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    source: Source,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let inputs = args.source.load(false).await?;
+    let rows = plan::audit::audit(&inputs);
+    let text = match args.output {
+        Format::Json | Format::Yaml => output::structured(&rows, args.output)?,
+        Format::Table => output::audit_table(&rows),
+        other => return Err(Usage(format!("audit writes table, json or yaml, not {other:?}")).into()),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    source: Source,
+    /// `patch` and `script` give the rollbacks.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+/// Exit code 3 when a regression was found.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let inputs = args.source.load(true).await?;
+    let regressions = plan::verify::verify(&inputs);
+    let text = match args.output {
+        Format::Table => output::verify_table(&regressions),
+        Format::Json | Format::Yaml => output::structured(&regressions, args.output)?,
+        Format::Patch => output::patches_of(regressions.iter().map(|r| &r.rollback)),
+        Format::Script => output::rollback_script(regressions.iter().map(|r| &r.rollback)),
+        other => return Err(Usage(format!("verify writes table, json, yaml, patch or script, not {other:?}")).into()),
+    };
+    print!("{text}");
+    Ok(if regressions.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}

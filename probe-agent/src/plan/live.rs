@@ -1,0 +1,69 @@
+//! Reading the planner's inputs from the cluster, with progress on stderr.
+
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+    batch::v1::Job,
+    core::v1::{Pod, ServiceAccount},
+};
+use kube::{Api, Client, api::ListParams};
+
+use super::Inputs;
+use crate::k8s::{crd::NodeTokenEvidence, workloads::list_cronjobs};
+
+async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // Pages of 500 keep memory and API server load flat on big clusters.
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        out.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn progress(step: usize, what: &str, count: usize) {
+    eprintln!("tokenprobe: [{step}/9] {count} {what}");
+}
+
+/// Reads evidence and objects (all namespaces, or one).
+///
+/// # Errors
+/// API errors (a missing CRD says so).
+pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Inputs, kube::Error> {
+    let mut inputs = Inputs::default();
+    let evidence: Api<NodeTokenEvidence> = Api::all(client.clone());
+    let objects = evidence.list(&ListParams::default()).await?;
+    inputs.evidence = super::inputs::merge_evidence(objects.items.into_iter().filter_map(|o| o.status).collect());
+    progress(1, "nodes with evidence", inputs.evidence.len());
+    inputs.pods = list::<Pod>(client, namespace).await?;
+    progress(2, "pods", inputs.pods.len());
+    inputs.service_accounts = list::<ServiceAccount>(client, namespace).await?;
+    progress(3, "service accounts", inputs.service_accounts.len());
+    inputs.replica_sets = list::<ReplicaSet>(client, namespace).await?;
+    progress(4, "replica sets", inputs.replica_sets.len());
+    inputs.jobs = list::<Job>(client, namespace).await?;
+    progress(5, "jobs", inputs.jobs.len());
+    inputs.deployments = list::<Deployment>(client, namespace).await?;
+    progress(6, "deployments", inputs.deployments.len());
+    inputs.stateful_sets = list::<StatefulSet>(client, namespace).await?;
+    progress(7, "stateful sets", inputs.stateful_sets.len());
+    inputs.daemon_sets = list::<DaemonSet>(client, namespace).await?;
+    progress(8, "daemon sets", inputs.daemon_sets.len());
+    inputs.cron_jobs = list_cronjobs(client, namespace).await?.0;
+    progress(9, "cron jobs", inputs.cron_jobs.len());
+    Ok(inputs)
+}

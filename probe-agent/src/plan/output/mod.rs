@@ -1,0 +1,60 @@
+//! The planner's outputs (`-o table|json|yaml|patch|script|policyreport|plan`).
+
+mod kubectl;
+mod report;
+mod table;
+
+use serde::Serialize;
+
+pub use self::kubectl::{EVIDENCE_ANNOTATION, patch_body, patches, patches_of, rollback_script, script};
+pub use self::report::{markdown, policy_reports};
+pub use self::table::{audit_table, plan_table, verify_table};
+
+/// `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Like kubectl: workloads, ServiceAccounts, changes.
+    Table,
+    Json,
+    Yaml,
+    /// One strategic-merge patch per object (multi-document YAML).
+    Patch,
+    /// kubectl commands: patch, annotate with the evidence, rollout restart, phase by phase.
+    Script,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReports, one per namespace.
+    Policyreport,
+    /// The phased migration plan (Markdown).
+    Plan,
+}
+
+/// RFC 3339, as Kubernetes writes times.
+#[must_use]
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The changes in the order they are applied (phase by phase, pins first), numbered from 1.
+pub fn in_order(
+    plan: &crate::plan::Plan,
+) -> impl Iterator<Item = (usize, &crate::plan::Phase, &crate::plan::Change)> + '_ {
+    plan.phases
+        .iter()
+        .flat_map(move |p| p.changes.iter().map(move |i| (p, &plan.changes[*i])))
+        .enumerate()
+        .map(|(n, (p, c))| (n + 1, p, c))
+}
+
+/// JSON or YAML of anything serializable.
+///
+/// # Errors
+/// Serialization errors (not expected).
+pub fn structured<T: Serialize>(value: &T, format: Format) -> Result<String, serde_json::Error> {
+    if format == Format::Yaml {
+        serde_yaml::to_string(value).map_err(serde::ser::Error::custom)
+    } else {
+        serde_json::to_string_pretty(value).map(|mut s| {
+            s.push('\n');
+            s
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! PolicyReports and the Markdown migration plan.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde_json::{Value, json};
+
+use crate::plan::{Plan, Verdict, WorkloadReport};
+
+fn result(v: Verdict) -> &'static str {
+    match v {
+        // A mounted token nothing uses: the finding the report is about.
+        Verdict::SafeToDisable => "fail",
+        Verdict::UsesVolumeFiles => "warn",
+        Verdict::InsufficientEvidence => "skip",
+        Verdict::UsesToken | Verdict::AlreadyDisabled | Verdict::NotMounted => "pass",
+    }
+}
+
+fn entry(w: &WorkloadReport, seconds: i64) -> Value {
+    json!({
+        "policy": "tokenprobe-automount",
+        "rule": "unused-service-account-token",
+        "category": "ServiceAccount tokens",
+        "severity": "medium",
+        "result": result(w.verdict),
+        "source": "tokenprobe",
+        "message": format!("{}: {}", w.verdict.name(), w.reasons.first().cloned().unwrap_or_else(|| w.summary.clone())),
+        "timestamp": {"seconds": seconds, "nanos": 0},
+        "resources": [{
+            "apiVersion": crate::plan::placement::workload_target(&w.workload).api_version,
+            "kind": w.workload.kind, "name": w.workload.name, "namespace": w.workload.namespace
+        }],
+        "properties": {"verdict": w.verdict.name(), "evidence": w.summary, "serviceAccount": w.service_account}
+    })
+}
+
+/// One wgpolicyk8s.io/v1alpha2 PolicyReport per namespace (multi-document YAML).
+#[must_use]
+pub fn policy_reports(plan: &Plan) -> String {
+    let mut by_ns: BTreeMap<&str, Vec<&WorkloadReport>> = BTreeMap::new();
+    for w in &plan.workloads {
+        by_ns.entry(&w.workload.namespace).or_default().push(w);
+    }
+    let seconds = plan.generated_at.unix_timestamp();
+    let mut out = String::new();
+    for (namespace, workloads) in by_ns {
+        let results: Vec<Value> = workloads.iter().map(|w| entry(w, seconds)).collect();
+        let count = |r: &str| results.iter().filter(|x| x["result"] == r).count();
+        let report = json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "kind": "PolicyReport",
+            "metadata": {"name": "tokenprobe-automount", "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "tokenprobe"}},
+            "summary": {"pass": count("pass"), "fail": count("fail"), "warn": count("warn"), "error": 0, "skip": count("skip")},
+            "results": results
+        });
+        out.push_str(&serde_yaml::to_string(&report).unwrap_or_default());
+        out.push_str("---\n");
+    }
+    out
+}
+
+/// The phased migration plan, for people.
+#[must_use]
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    writeln!(w, "# tokenprobe migration plan\n\nGenerated {}.\n", super::rfc3339(plan.generated_at)).expect("write");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &plan.workloads {
+        *counts.entry(r.verdict.name()).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    writeln!(w, "Workloads: {}.\n", summary.join(", ")).expect("write");
+    if plan.phases.is_empty() {
+        writeln!(w, "Nothing is safe to disable yet: see the reasons below.\n").expect("write");
+    }
+    let numbered: Vec<(usize, &crate::plan::Phase, &crate::plan::Change)> = super::in_order(plan).collect();
+    for (n, phase) in plan.phases.iter().enumerate() {
+        writeln!(w, "## Phase {}: {}\n\n{}.\n\n### Changes\n", n + 1, phase.name, phase.description).expect("write");
+        for (i, _, c) in numbered.iter().filter(|(_, p, _)| std::ptr::eq(*p, phase)) {
+            writeln!(
+                w,
+                "{}. `{}/{}` in `{}`: `automountServiceAccountToken: {}`{} — {}.  \n   Evidence: {}",
+                i,
+                c.target.kind,
+                c.target.name,
+                c.target.namespace,
+                c.automount,
+                if c.pin { " (first)" } else { "" },
+                c.reason,
+                c.evidence
+            )
+            .expect("write");
+        }
+        if phase.restarts.is_empty() {
+            writeln!(w, "\n### Restart\n\nPod template changes roll out by themselves.\n").expect("write");
+        } else {
+            writeln!(w, "\n### Restart\n").expect("write");
+            for r in &phase.restarts {
+                writeln!(w, "- `kubectl -n {} rollout restart {}`", r.namespace, r.display()).expect("write");
+            }
+            w.push('\n');
+        }
+        writeln!(w, "### Watch\n").expect("write");
+        for item in &phase.watch {
+            writeln!(w, "- {item}").expect("write");
+        }
+        w.push('\n');
+    }
+    writeln!(w, "## Not changed\n").expect("write");
+    for r in plan.workloads.iter().filter(|r| r.verdict != Verdict::SafeToDisable) {
+        writeln!(
+            w,
+            "- `{}` {}: **{}** — {}",
+            r.workload.namespace,
+            r.workload.display(),
+            r.verdict.name(),
+            r.reasons.first().cloned().unwrap_or_else(|| r.summary.clone())
+        )
+        .expect("write");
+    }
+    out
+}

@@ -1,0 +1,143 @@
+//! Tables in the style of kubectl: upper-case headers, columns padded to the widest cell.
+
+use std::fmt::Write as _;
+
+use crate::plan::{Plan, audit::PodAudit, verify::Regression};
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                write!(out, "{cell:<w$}   ").expect("write to a String");
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn setting(v: Option<bool>) -> String {
+    v.map_or_else(|| "-".to_owned(), |b| b.to_string())
+}
+
+#[must_use]
+pub fn plan_table(plan: &Plan) -> String {
+    let workloads: Vec<Vec<String>> = plan
+        .workloads
+        .iter()
+        .map(|w| {
+            vec![
+                w.workload.namespace.clone(),
+                w.workload.kind.clone(),
+                w.workload.name.clone(),
+                w.service_account.clone(),
+                w.effective_automount.to_string(),
+                w.verdict.name().to_owned(),
+                w.reasons.first().cloned().unwrap_or_else(|| w.summary.clone()),
+            ]
+        })
+        .collect();
+    let sas: Vec<Vec<String>> = plan
+        .service_accounts
+        .iter()
+        .map(|s| {
+            vec![
+                s.namespace.clone(),
+                s.name.clone(),
+                setting(s.automount),
+                s.verdict.name().to_owned(),
+                s.workloads.iter().map(crate::plan::WorkloadRef::display).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect();
+    let changes: Vec<Vec<String>> = super::in_order(plan)
+        .map(|(i, phase, c)| {
+            vec![
+                i.to_string(),
+                phase.name.clone(),
+                c.target.namespace.clone(),
+                format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
+                c.automount.to_string(),
+                c.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["NAMESPACE", "KIND", "NAME", "SERVICEACCOUNT", "AUTOMOUNT", "VERDICT", "WHY"], &workloads);
+    out.push('\n');
+    out.push_str(&table(&["NAMESPACE", "SERVICEACCOUNT", "AUTOMOUNT", "VERDICT", "FOLLOWED BY"], &sas));
+    out.push('\n');
+    if changes.is_empty() {
+        out.push_str("No changes: nothing is safe to disable yet.\n");
+    } else {
+        out.push_str(&table(&["#", "PHASE", "NAMESPACE", "OBJECT", "SET", "WHY"], &changes));
+    }
+    out
+}
+
+#[must_use]
+pub fn audit_table(rows: &[PodAudit]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.namespace.clone(),
+                r.pod.clone(),
+                r.service_account.clone(),
+                setting(r.pod_field),
+                setting(r.service_account_field),
+                r.effective.to_string(),
+                format!("{:?}", r.source).to_ascii_lowercase(),
+                r.status.to_owned(),
+            ]
+        })
+        .collect();
+    let mut out =
+        table(&["NAMESPACE", "POD", "SERVICEACCOUNT", "POD FIELD", "SA FIELD", "EFFECTIVE", "FROM", "TOKEN"], &cells);
+    let misjudged = rows.iter().filter(|r| r.naive_audit_says_on && !r.effective).count();
+    if misjudged > 0 {
+        writeln!(
+            out,
+            "\n{misjudged} pod(s) have no token because their ServiceAccount says false; an audit of the pod field alone would flag them."
+        )
+        .expect("write to a String");
+    }
+    out
+}
+
+#[must_use]
+pub fn verify_table(regressions: &[Regression]) -> String {
+    if regressions.is_empty() {
+        return "No regressions: no container without a token reached for one.\n".into();
+    }
+    let rows: Vec<Vec<String>> = regressions
+        .iter()
+        .flat_map(|r| {
+            r.attempts.iter().map(move |a| {
+                vec![
+                    r.workload.namespace.clone(),
+                    r.workload.display(),
+                    format!("{}/{}", a.pod, a.container),
+                    a.missing_token_opens.to_string(),
+                    a.api_connects.to_string(),
+                ]
+            })
+        })
+        .collect();
+    let mut out = table(&["NAMESPACE", "WORKLOAD", "CONTAINER", "MISSING TOKEN OPENS", "API CONNECTS"], &rows);
+    out.push_str("\nRollback: `probe-agent verify -o patch` (or -o script) restores their tokens.\n");
+    out
+}
