@@ -62,6 +62,28 @@ pub struct AgentInfo {
     pub gaps: Vec<Gap>,
 }
 
+impl AgentInfo {
+    /// An agent header with nothing attached or lost yet.
+    #[must_use]
+    pub fn new(version: &str, started_at: OffsetDateTime) -> Self {
+        Self {
+            version: version.to_owned(),
+            started_at,
+            generated_at: Some(started_at),
+            hooks: Hooks { file_open: None, connect: None },
+            rejected_hooks: Vec::new(),
+            drops: 0,
+            map_full: 0,
+            container_key: KeyKind::Cgroup,
+            exec_tracking: false,
+            missing_token_detector: false,
+            targets: Vec::new(),
+            targets_not_watched: Vec::new(),
+            gaps: Vec::new(),
+        }
+    }
+}
+
 const fn default_key_kind() -> KeyKind {
     KeyKind::Cgroup
 }

@@ -159,6 +159,17 @@ impl Drop for Actor {
     }
 }
 
+/// Runs the actor when this process was started as one (every binary that spawns actors calls
+/// this first); `Some` exit code then, `None` otherwise.
+#[must_use]
+pub fn run_if_actor() -> Option<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    (args.get(1).map(String::as_str) == Some(ACTOR_ARG)).then(|| {
+        actor_main(args.get(2).map_or("", String::as_str));
+        std::process::ExitCode::SUCCESS
+    })
+}
+
 /// Entry point of an actor process. Returns when stdin closes.
 ///
 /// # Panics

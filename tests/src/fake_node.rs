@@ -296,6 +296,22 @@ impl FakeNode {
         })
     }
 
+    /// Starts a process in a container of a pod without a token volume (automount off): its
+    /// own empty /run, so the default token paths do not exist.
+    ///
+    /// # Panics
+    /// When the scratch directory cannot be made.
+    #[must_use]
+    pub fn spawn_tokenless(&self, container: &Container) -> Actor {
+        let empty = self.root.join("empty-run");
+        std::fs::create_dir_all(&empty).expect("create an empty directory");
+        Actor::spawn(&ActorSpec {
+            cgroup: Some(container.cgroup_dir.clone()),
+            mounts: vec![(empty, PathBuf::from("/run/tokenprobe-empty"))],
+            ..ActorSpec::default()
+        })
+    }
+
     /// Starts a host process (in no pod's cgroup, in the host mount namespace).
     #[must_use]
     pub fn spawn_host(&self) -> Actor {

@@ -14,6 +14,21 @@ enum Outcome {
     Skipped(String),
 }
 
+/// For suites that need root: `Some` exit code when not root — a failure in CI (where a skip
+/// would hide that nothing ran), a loud skip elsewhere.
+#[must_use]
+pub fn without_root(suite: &str) -> Option<ExitCode> {
+    if nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    if std::env::var_os("CI").is_some() {
+        eprintln!("error: the {suite} tests need root (CI is set, so this is a failure)");
+        return Some(ExitCode::FAILURE);
+    }
+    println!("SKIPPED: the {suite} tests need root; run `cargo xtask test`\n\n0 passed, 0 failed, 1 skipped");
+    Some(ExitCode::SUCCESS)
+}
+
 /// Collects outcomes of cases.
 #[derive(Debug, Default)]
 pub struct Suite {

@@ -17,9 +17,8 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{self, output};
+use crate::{apt, cmd};
 
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 pub const API_PORT: u16 = 16443;
 const ETCD_CLIENT: &str = "http://127.0.0.1:23790";
 const ETCD_PEER: &str = "http://127.0.0.1:23800";
@@ -67,45 +66,11 @@ pub fn command(cache: &Path, command: &ApiServerCommand) -> anyhow::Result<()> {
     }
 }
 
-fn apt(program: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for (key, value) in [
-        ("Dir::Etc::SourceList", dir.join("sources.list")),
-        ("Dir::Etc::SourceParts", PathBuf::from("/dev/null")),
-        ("Dir::State::Lists", dir.join("lists")),
-        ("Dir::Cache", dir.join("cache")),
-        ("APT::Sandbox::User", PathBuf::from("root")),
-    ] {
-        cmd.arg("-o").arg(format!("{key}={}", value.display()));
-    }
-    cmd
-}
-
-fn ensure_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> =
-        [("rsync", "rsync"), ("openssl", "openssl"), ("curl", "curl"), ("make", "make"), ("dpkg-source", "dpkg-dev")]
-            .into_iter()
-            .filter(|(tool, _)| output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).is_err())
-            .map(|(_, package)| package)
-            .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .with_context(|| format!("cannot install {}", missing.join(" ")))
-}
-
 /// Unpacks the `.deb` files of `packages` (downloaded with the private apt) into `into`.
 fn unpack_debs(apt_dir: &Path, work: &Path, packages: &[&str], into: &Path) -> anyhow::Result<()> {
     let downloads = work.join("debs");
     std::fs::create_dir_all(&downloads)?;
-    cmd::run(apt("apt-get", apt_dir).args(["download", "-qq"]).args(packages).current_dir(&downloads))
+    cmd::run(apt::private("apt-get", apt_dir).args(["download", "-qq"]).args(packages).current_dir(&downloads))
         .with_context(|| format!("cannot download {}", packages.join(" ")))?;
     for deb in std::fs::read_dir(&downloads)?.flatten().map(|e| e.path()) {
         cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into))?;
@@ -123,10 +88,14 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
     if built(paths) {
         return Ok(());
     }
-    ensure_tools()?;
+    apt::ensure_tools(&[
+        ("rsync", "rsync"),
+        ("openssl", "openssl"),
+        ("curl", "curl"),
+        ("make", "make"),
+        ("dpkg-source", "dpkg-dev"),
+    ])?;
     let apt_dir = paths.root.join("apt");
-    std::fs::create_dir_all(apt_dir.join("lists/partial"))?;
-    std::fs::create_dir_all(apt_dir.join("cache/archives/partial"))?;
     let mut sources = String::new();
     for (url, suite) in [
         ("http://deb.debian.org/debian", "bookworm"),
@@ -134,11 +103,10 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
         ("http://deb.debian.org/debian-security", "bookworm-security"),
     ] {
         for kind in ["deb", "deb-src"] {
-            writeln!(sources, "{kind} [signed-by={KEYRING}] {url} {suite} main").expect("write to a String");
+            writeln!(sources, "{kind} [signed-by={}] {url} {suite} main", apt::KEYRING).expect("write to a String");
         }
     }
-    std::fs::write(apt_dir.join("sources.list"), sources)?;
-    cmd::run(apt("apt-get", &apt_dir).args(["update", "-qq"])).context("apt-get update (private) failed")?;
+    apt::prepare(&apt_dir, &sources)?;
 
     let work = paths.root.join("work");
     if work.exists() {
@@ -156,7 +124,9 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
     let source_dir = work.join("source");
     std::fs::create_dir_all(&source_dir)?;
     cmd::run(
-        apt("apt-get", &apt_dir).args(["source", "--download-only", "-qq", "kubernetes"]).current_dir(&source_dir),
+        apt::private("apt-get", &apt_dir)
+            .args(["source", "--download-only", "-qq", "kubernetes"])
+            .current_dir(&source_dir),
     )
     .context("cannot download the kubernetes source package")?;
     let dsc = std::fs::read_dir(&source_dir)?

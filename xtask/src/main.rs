@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the project's tasks. See `cargo xtask --help`.
 
 mod apiserver;
+mod apt;
 mod cmd;
 mod cpio;
 mod setup;

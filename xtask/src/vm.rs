@@ -18,11 +18,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
+    apt,
     cmd::{self, output},
     cpio::Cpio,
 };
-
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// A kernel series to test and where Debian ships it.
 struct KernelSpec {
@@ -68,43 +67,6 @@ struct Kernel {
     vmlinuz: PathBuf,
 }
 
-/// Host tools the matrix needs, installed from Debian when missing.
-fn ensure_host_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> =
-        [("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"), ("objcopy", "binutils")]
-            .into_iter()
-            .filter(|(tool, _)| output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).is_err())
-            .map(|(_, package)| package)
-            .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    cmd::run(Command::new("apt-get").arg("update").arg("-qq")).context("apt-get update failed")?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .with_context(|| format!("cannot install {}", missing.join(" ")))
-}
-
-/// apt with a private configuration: its own sources, lists and archives under `dir`.
-fn apt(program: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for (key, value) in [
-        ("Dir::Etc::SourceList", dir.join("sources.list")),
-        ("Dir::Etc::SourceParts", PathBuf::from("/dev/null")),
-        ("Dir::State::Lists", dir.join("lists")),
-        ("Dir::Cache", dir.join("cache")),
-        ("APT::Sandbox::User", PathBuf::from("root")),
-    ] {
-        cmd.arg("-o").arg(format!("{key}={}", value.display()));
-    }
-    cmd
-}
-
 /// The kernel of `spec`, from the cache or downloaded once.
 fn kernel(cache: &Path, spec: &KernelSpec) -> anyhow::Result<Kernel> {
     let dir = cache.join("vm/kernels").join(spec.label);
@@ -116,17 +78,14 @@ fn kernel(cache: &Path, spec: &KernelSpec) -> anyhow::Result<Kernel> {
         return Ok(Kernel { label: spec.label.to_owned(), release: release.trim().to_owned(), vmlinuz });
     }
     let apt_dir = cache.join("vm/apt").join(spec.label);
-    std::fs::create_dir_all(apt_dir.join("lists/partial"))?;
-    std::fs::create_dir_all(apt_dir.join("cache/archives/partial"))?;
-    let sources: String = spec
+    let sources = spec
         .suites
         .iter()
-        .map(|(url, suite)| format!("deb [signed-by={KEYRING}] {url} {suite} main\n"))
+        .map(|(url, suite)| format!("deb [signed-by={}] {url} {suite} main\n", apt::KEYRING))
         .collect::<Vec<_>>()
         .concat();
-    std::fs::write(apt_dir.join("sources.list"), sources)?;
-    cmd::run(apt("apt-get", &apt_dir).args(["update", "-qq"])).context("apt-get update (private) failed")?;
-    let depends = output(apt("apt-cache", &apt_dir).args(["depends", "linux-image-amd64"]))?;
+    apt::prepare(&apt_dir, &sources)?;
+    let depends = output(apt::private("apt-cache", &apt_dir).args(["depends", "linux-image-amd64"]))?;
     let package = depends
         .lines()
         .find_map(|l| l.trim().strip_prefix("Depends: ").filter(|p| p.starts_with("linux-image-")))
@@ -137,7 +96,7 @@ fn kernel(cache: &Path, spec: &KernelSpec) -> anyhow::Result<Kernel> {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
-    cmd::run(apt("apt-get", &apt_dir).args(["download", "-qq", &package]).current_dir(&work))
+    cmd::run(apt::private("apt-get", &apt_dir).args(["download", "-qq", &package]).current_dir(&work))
         .with_context(|| format!("cannot download {package}"))?;
     let deb = std::fs::read_dir(&work)?
         .flatten()
@@ -436,7 +395,11 @@ fn matrix(boots: &[Boot]) -> String {
 }
 
 pub fn run(cache: &Path, suite: &Path, agent: &Path, args: &VmArgs) -> anyhow::Result<()> {
-    ensure_host_tools()?;
+    apt::ensure_tools(&[
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+        ("objcopy", "binutils"),
+    ])?;
     let kernels: Vec<Kernel> = KERNELS
         .iter()
         .filter(|k| args.kernel.as_ref().is_none_or(|f| k.label.contains(f.as_str())))

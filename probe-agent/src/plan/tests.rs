@@ -125,19 +125,10 @@ impl Fixture {
             self.inputs.evidence.push(Evidence {
                 node: node.into(),
                 agent: AgentInfo {
-                    version: "0.1.0".into(),
-                    started_at: now() - Duration::from_hours(720),
-                    generated_at: Some(now()),
                     hooks: Hooks { file_open: Some("lsm".into()), connect: Some("cgroup".into()) },
-                    rejected_hooks: Vec::new(),
-                    drops: 0,
-                    map_full: 0,
-                    container_key: KeyKind::Cgroup,
                     exec_tracking: true,
-                    missing_token_detector: false,
-                    targets: Vec::new(),
-                    targets_not_watched: Vec::new(),
-                    gaps: Vec::new(),
+                    generated_at: Some(now()),
+                    ..AgentInfo::new("0.1.0", now() - Duration::from_hours(720))
                 },
                 containers: Vec::new(),
                 retired: Vec::new(),

@@ -116,6 +116,55 @@ pub struct Probe {
     options: ProbeOptions,
 }
 
+/// A detector's modes: how to attach one and how to prove it sees events.
+trait Mode: Copy {
+    const DETECTOR: &'static str;
+    fn name(self) -> &'static str;
+    fn programs(self) -> &'static [&'static str];
+    fn attach(self, probe: &mut Probe) -> Result<(), String>;
+    fn self_test(probe: &mut Probe) -> Result<(), String>;
+}
+
+impl Mode for FileMode {
+    const DETECTOR: &'static str = "file-open";
+
+    fn name(self) -> &'static str {
+        Self::name(self)
+    }
+
+    fn programs(self) -> &'static [&'static str] {
+        Self::programs(self)
+    }
+
+    fn attach(self, probe: &mut Probe) -> Result<(), String> {
+        probe.attach_file(self)
+    }
+
+    fn self_test(probe: &mut Probe) -> Result<(), String> {
+        canary::file_open_seen(&mut probe.volumes, &mut probe.counters)
+    }
+}
+
+impl Mode for ConnectMode {
+    const DETECTOR: &'static str = "connect";
+
+    fn name(self) -> &'static str {
+        Self::name(self)
+    }
+
+    fn programs(self) -> &'static [&'static str] {
+        Self::programs(self)
+    }
+
+    fn attach(self, probe: &mut Probe) -> Result<(), String> {
+        probe.attach_connect(self)
+    }
+
+    fn self_test(probe: &mut Probe) -> Result<(), String> {
+        canary::connect_seen(&mut probe.targets, &mut probe.counters)
+    }
+}
+
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -227,48 +276,17 @@ impl Probe {
     /// [`ProbeError::NoMode`] when no candidate mode of a detector attaches.
     pub fn attach(&mut self) -> Result<(), ProbeError> {
         let mut rejected = Vec::new();
-        for mode in FileMode::candidates(self.options.file_hook) {
-            let attached = self.attach_file(mode).and_then(|()| {
-                canary::file_open_seen(&mut self.volumes, &mut self.counters).inspect_err(|_| {
-                    self.unload_all(mode.programs());
-                })
-            });
-            match attached {
-                Ok(()) => {
-                    self.file_mode = Some(mode);
-                    break;
-                }
-                Err(reason) => rejected.push(Rejection {
-                    detector: "file-open",
-                    mode: mode.name(),
-                    reason: hint(mode.name(), reason),
-                }),
-            }
-        }
+        self.file_mode = self.choose(FileMode::candidates(self.options.file_hook), &mut rejected);
         if self.file_mode.is_none() {
-            return Err(ProbeError::NoMode { detector: "file-open", rejections: rejected });
+            return Err(ProbeError::NoMode { detector: FileMode::DETECTOR, rejections: rejected });
         }
         let file_rejected = rejected.len();
-        for mode in ConnectMode::candidates(self.options.connect_hook) {
-            let attached = self.attach_connect(mode).and_then(|()| {
-                canary::connect_seen(&mut self.targets, &mut self.counters).inspect_err(|_| {
-                    self.unload_all(mode.programs());
-                })
-            });
-            match attached {
-                Ok(()) => {
-                    self.connect_mode = Some(mode);
-                    break;
-                }
-                Err(reason) => rejected.push(Rejection {
-                    detector: "connect",
-                    mode: mode.name(),
-                    reason: hint(mode.name(), reason),
-                }),
-            }
-        }
+        self.connect_mode = self.choose(ConnectMode::candidates(self.options.connect_hook), &mut rejected);
         if self.connect_mode.is_none() {
-            return Err(ProbeError::NoMode { detector: "connect", rejections: rejected.split_off(file_rejected) });
+            return Err(ProbeError::NoMode {
+                detector: ConnectMode::DETECTOR,
+                rejections: rejected.split_off(file_rejected),
+            });
         }
         if self.options.exec_tracking {
             match self.attach_exec_tracking() {
@@ -298,6 +316,26 @@ impl Probe {
         );
         self.rejections = rejected;
         Ok(())
+    }
+
+    /// Tries the candidate modes best first; the first that attaches and passes its self-test
+    /// is kept, each one before it is recorded as rejected with its reason.
+    fn choose<M: Mode>(&mut self, candidates: Vec<M>, rejected: &mut Vec<Rejection>) -> Option<M> {
+        for mode in candidates {
+            let attached =
+                mode.attach(self).and_then(|()| M::self_test(self).inspect_err(|_| self.unload_all(mode.programs())));
+            match attached {
+                Ok(()) => return Some(mode),
+                Err(reason) => {
+                    rejected.push(Rejection {
+                        detector: M::DETECTOR,
+                        mode: mode.name(),
+                        reason: hint(mode.name(), reason),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// The exec-session raw tracepoints: cgroup attach, fork, exit. All or none.

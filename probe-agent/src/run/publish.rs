@@ -171,19 +171,10 @@ mod tests {
         let evidence = Evidence {
             node: "ip-10-0-12-34.eu-west-1.compute.internal".into(),
             agent: AgentInfo {
-                version: "0.1.0".into(),
-                started_at: t,
-                generated_at: Some(t),
                 hooks: Hooks { file_open: Some("lsm".into()), connect: Some("cgroup".into()) },
-                rejected_hooks: Vec::new(),
-                drops: 0,
-                map_full: 0,
-                container_key: KeyKind::Cgroup,
                 exec_tracking: true,
-                missing_token_detector: false,
                 targets: vec!["10.96.0.1:443".into()],
-                targets_not_watched: Vec::new(),
-                gaps: Vec::new(),
+                ..AgentInfo::new("0.1.0", t)
             },
             // 250 pods with three containers each (sandboxes are not reported).
             containers: (0..250).flat_map(|i| (0..3).map(move |c| entry(i, c))).collect(),
@@ -201,21 +192,7 @@ mod tests {
     fn fingerprint_ignores_generation_time() {
         let mut a = Evidence {
             node: "n".into(),
-            agent: AgentInfo {
-                version: "0".into(),
-                started_at: OffsetDateTime::UNIX_EPOCH,
-                generated_at: Some(OffsetDateTime::UNIX_EPOCH),
-                hooks: Hooks { file_open: None, connect: None },
-                rejected_hooks: Vec::new(),
-                drops: 0,
-                map_full: 0,
-                container_key: KeyKind::Cgroup,
-                exec_tracking: false,
-                missing_token_detector: false,
-                targets: Vec::new(),
-                targets_not_watched: Vec::new(),
-                gaps: Vec::new(),
-            },
+            agent: AgentInfo::new("0", OffsetDateTime::UNIX_EPOCH),
             containers: Vec::new(),
             retired: Vec::new(),
             volumes: Vec::new(),

@@ -14,16 +14,15 @@ use std::{
 
 use probe_agent::evidence::Evidence;
 use probe_tests::{
-    actor::{ACTOR_ARG, Action, actor_main},
+    actor::{Action, run_if_actor},
     fake_node::{Driver, FakeNode, Qos, SA_DIR},
 };
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(ACTOR_ARG) {
-        actor_main(args.get(2).map_or("", String::as_str));
-        return ExitCode::SUCCESS;
+    if let Some(code) = run_if_actor() {
+        return code;
     }
+    let args: Vec<String> = std::env::args().collect();
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("error: the demo needs root (tmpfs mounts, cgroups, BPF)");
         return ExitCode::FAILURE;

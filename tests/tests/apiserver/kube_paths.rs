@@ -249,19 +249,11 @@ fn sample_evidence(node: &str) -> Evidence {
     Evidence {
         node: node.into(),
         agent: AgentInfo {
-            version: "0.1.0".into(),
-            started_at: t,
-            generated_at: Some(t),
             hooks: Hooks { file_open: Some("lsm".into()), connect: Some("cgroup".into()) },
-            rejected_hooks: Vec::new(),
-            drops: 0,
-            map_full: 0,
-            container_key: KeyKind::Cgroup,
             exec_tracking: true,
-            missing_token_detector: false,
             targets: vec!["10.0.0.1:443".into(), "[::ffff:10.0.0.1]:443".into()],
-            targets_not_watched: Vec::new(),
             gaps: vec![Gap { from: t, to: t }],
+            ..AgentInfo::new("0.1.0", t)
         },
         containers: vec![ContainerEvidence {
             key: ContainerKey { kind: KeyKind::Cgroup, id: 4242 },

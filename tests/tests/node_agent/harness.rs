@@ -31,7 +31,7 @@ use probe_agent::{
 };
 use probe_tests::{
     cluster::{TestNamespace, eventually, pod},
-    fake_node::{Container, FakeNode},
+    fake_node::{Container, FakeNode, Qos, Volume},
     kube::KUBECONFIG_ENV,
 };
 use serde_json::json;
@@ -147,6 +147,21 @@ pub async fn api_pod(
 }
 
 impl ApiPod {
+    /// Puts the pod on the fake node: its token volume (when admission gave it one) and one
+    /// running container named `app`, recorded in the pod's status.
+    pub async fn place(&self, ns: &TestNamespace, node: &mut FakeNode) -> (Option<Volume>, Container) {
+        let pod = node.pod_with_uid(&self.uid, Qos::Burstable);
+        let volume = if self.automount_volume.is_empty() {
+            node.pod_dir(&pod);
+            None
+        } else {
+            Some(node.volume(&pod, &self.automount_volume, true))
+        };
+        let container = node.container(&pod, false);
+        self.set_running(ns, &[("app", &container)]).await;
+        (volume, container)
+    }
+
     /// Patches the pod's status as a kubelet would once its containers run.
     pub async fn set_running(&self, ns: &TestNamespace, containers: &[(&str, &Container)]) {
         let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("time");

@@ -15,11 +15,11 @@ use kube::{
 };
 use probe_agent::evidence::{Reads, Workload};
 use probe_tests::{
-    actor::{ACTOR_ARG, Action, actor_main},
+    actor::{Action, run_if_actor},
     cluster::TestNamespace,
     fake_node::{Driver, FakeNode, Qos, SA_DIR},
     kube::{NoServer, client},
-    runner::Suite,
+    runner::{Suite, without_root},
 };
 use serde_json::json;
 use tokio::runtime::Runtime;
@@ -38,20 +38,10 @@ const CASES: &[(&str, Case)] = &[
 ];
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(ACTOR_ARG) {
-        actor_main(args.get(2).map_or("", String::as_str));
-        return ExitCode::SUCCESS;
+    if let Some(code) = run_if_actor().or_else(|| without_root("node-agent")) {
+        return code;
     }
     let in_ci = std::env::var_os("CI").is_some();
-    if !nix::unistd::Uid::effective().is_root() {
-        if in_ci {
-            eprintln!("error: the node-agent tests need root (CI is set, so this is a failure)");
-            return ExitCode::FAILURE;
-        }
-        println!("SKIPPED: the node-agent tests need root; run `cargo xtask test`\n\n0 passed, 0 failed, 1 skipped");
-        return ExitCode::SUCCESS;
-    }
     if std::env::var_os("TOKENPROBE_TEST_LOG").is_some() {
         tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
     }
@@ -163,10 +153,8 @@ fn connects_in_a_netns(rt: &Runtime, client: &Client) {
     rt.block_on(endpoints.create(&PostParams::default(), &eps)).expect("create endpoints");
     let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
     let client_pod = rt.block_on(api_pod(&ns, &node_name, "client", "default", &["app"], None));
-    let pod = node.pod_with_uid(&client_pod.uid, Qos::Burstable);
-    let vol = node.volume(&pod, &client_pod.automount_volume, true);
-    let c = node.container(&pod, false);
-    rt.block_on(client_pod.set_running(&ns, &[("app", &c)]));
+    let (vol, c) = rt.block_on(client_pod.place(&ns, &mut node));
+    let vol = vol.expect("token volume");
     let evidence = harness::wait_local(rt, &agent, Duration::from_secs(20), |ev| {
         ev.agent.targets.iter().any(|t| t == "10.0.0.1:443") && ev.agent.targets.iter().any(|t| t == "10.0.0.10:6443")
     });
@@ -200,10 +188,8 @@ fn agent_restart(rt: &Runtime, client: &Client) {
     };
     let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), with_state.clone());
     let p = rt.block_on(api_pod(&ns, &node_name, "steady", "default", &["app"], None));
-    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
-    let vol = node.volume(&pod, &p.automount_volume, true);
-    let c = node.container(&pod, false);
-    rt.block_on(p.set_running(&ns, &[("app", &c)]));
+    let (vol, c) = rt.block_on(p.place(&ns, &mut node));
+    let vol = vol.expect("token volume");
     let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
@@ -236,10 +222,8 @@ fn api_outage(rt: &Runtime, client: &Client) {
     let agent_client = rt.block_on(proxy.client());
     let agent = RunningAgent::start(rt, &node, &node_name, agent_client, |_| {});
     let p = rt.block_on(api_pod(&ns, &node_name, "through-outage", "default", &["app"], None));
-    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
-    let vol = node.volume(&pod, &p.automount_volume, true);
-    let c = node.container(&pod, false);
-    rt.block_on(p.set_running(&ns, &[("app", &c)]));
+    let (vol, c) = rt.block_on(p.place(&ns, &mut node));
+    let vol = vol.expect("token volume");
     let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
     published(rt, client, &node_name, Duration::from_secs(30), |ev| {
@@ -304,10 +288,8 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
     let mut actors = Vec::new();
     for (deployment, sa, reads) in [("web", "web", false), ("api", "shared", true), ("worker", "shared", false)] {
         let p = rt.block_on(harness::deployment_pod(&ns, &node_name, deployment, sa, &format!("{deployment}-1")));
-        let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
-        let vol = node.volume(&pod, &p.automount_volume, true);
-        let c = node.container(&pod, false);
-        rt.block_on(p.set_running(&ns, &[("app", &c)]));
+        let (vol, c) = rt.block_on(p.place(&ns, &mut node));
+        let vol = vol.expect("token volume");
         let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
         if reads {
             a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
@@ -348,17 +330,9 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
     // The worker is "restarted": admission gives the new pod no token; it still reaches for one.
     let p = rt.block_on(harness::deployment_pod(&ns, &node_name, "worker", "shared", "worker-2"));
     assert_eq!(p.automount_volume, "", "no automount volume after the change");
-    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
-    node.pod_dir(&pod);
-    let c = node.container(&pod, false);
-    rt.block_on(p.set_running(&ns, &[("app", &c)]));
-    let empty = node.root.join("empty-run");
-    std::fs::create_dir_all(&empty).expect("dir");
-    let mut a = probe_tests::actor::Actor::spawn(&probe_tests::actor::ActorSpec {
-        cgroup: Some(c.cgroup_dir.clone()),
-        mounts: vec![(empty, "/run/tokenprobe-empty".into())],
-        ..Default::default()
-    });
+    let (no_volume, c) = rt.block_on(p.place(&ns, &mut node));
+    assert!(no_volume.is_none());
+    let mut a = node.spawn_tokenless(&c);
     assert_eq!(a.run(&Action::Open(format!("{SA_DIR}/token").into())), Err(libc::ENOENT));
     published(rt, client, &node_name, Duration::from_secs(30), |ev| {
         entry_named(ev, "worker-2", "app").is_some_and(|e| e.missing_token_opens == 1)

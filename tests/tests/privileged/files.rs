@@ -373,14 +373,7 @@ fn missing_token_opens_are_counted(rt: &Runtime, file: FileHook, connect: Connec
     config.connect_hook = connect;
     config.missing_token = true;
     let agent = TestAgent::start(rt, config).unwrap_or_else(|e| panic!("agent start: {e:#?}"));
-    // Its own /run (empty): no token directory at all, as in a pod with automount off.
-    let empty = node.root.join("empty");
-    std::fs::create_dir_all(&empty).expect("dir");
-    let mut a = probe_tests::actor::Actor::spawn(&probe_tests::actor::ActorSpec {
-        cgroup: Some(c.cgroup_dir.clone()),
-        mounts: vec![(empty, "/run/tokenprobe-empty".into())],
-        ..Default::default()
-    });
+    let mut a = node.spawn_tokenless(&c);
     assert_eq!(a.run(&sa("token")), Err(libc::ENOENT));
     assert_eq!(a.run(&Action::Open("/run/secrets/kubernetes.io/serviceaccount/ca.crt".into())), Err(libc::ENOENT));
     assert_eq!(a.run(&Action::Open("/etc/tokenprobe-no-such-file".into())), Err(libc::ENOENT));

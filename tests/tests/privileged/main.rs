@@ -18,10 +18,10 @@ use probe_agent::{
     watch::WatchError,
 };
 use probe_tests::{
-    actor::{ACTOR_ARG, actor_main},
+    actor::run_if_actor,
     agent::TestAgent,
     fake_node::{Driver, FakeNode},
-    runner::Suite,
+    runner::{Suite, without_root},
 };
 use tokio::runtime::Runtime;
 
@@ -29,19 +29,8 @@ use tokio::runtime::Runtime;
 type Case = fn(&Runtime, FileHook, ConnectHook);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(ACTOR_ARG) {
-        actor_main(args.get(2).map_or("", String::as_str));
-        return ExitCode::SUCCESS;
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        // In CI a skip would hide that nothing ran.
-        if std::env::var_os("CI").is_some() {
-            eprintln!("error: the privileged tests need root (CI is set, so this is a failure)");
-            return ExitCode::FAILURE;
-        }
-        println!("SKIPPED: the privileged tests need root; run `cargo xtask test`\n\n0 passed, 0 failed, 1 skipped");
-        return ExitCode::SUCCESS;
+    if let Some(code) = run_if_actor().or_else(|| without_root("privileged")) {
+        return code;
     }
     if std::env::var_os("TOKENPROBE_TEST_LOG").is_some() {
         tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
