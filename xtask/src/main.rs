@@ -33,6 +33,9 @@ enum Task {
     Test(test::TestArgs),
     /// The privileged tests inside qemu on stock Debian kernels, with and without the BPF LSM.
     VmTest(vm::VmArgs),
+    /// Benchmarks: the agent's pure work and the planner (criterion), then what the attached
+    /// programs cost every open and connect on the node, side by side with them detached (root).
+    Bench,
     /// A real kube-apiserver (Debian's 1.20 source, built once) on 127.0.0.1 for the tests.
     #[command(subcommand)]
     Apiserver(apiserver::ApiServerCommand),
@@ -55,6 +58,10 @@ fn main() -> anyhow::Result<()> {
         Task::VmTest(args) => {
             setup::run()?;
             test::vm(&args)
+        }
+        Task::Bench => {
+            setup::run()?;
+            test::bench()
         }
         Task::Apiserver(command) => apiserver::command(&setup::cache_dir(), &command),
         Task::Lint => {

@@ -156,6 +156,26 @@ pub fn lint() -> anyhow::Result<()> {
     ]))
 }
 
+pub fn bench() -> anyhow::Result<()> {
+    cmd::run(cargo().args(["bench", "--package", "probe-agent", "--bench", "agent"]))?;
+    if !is_root() {
+        bail!("the overhead benchmark attaches programs: run it as root");
+    }
+    let overhead = binary_path(
+        cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "probe-tests",
+            "--bin",
+            "tokenprobe-overhead",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "tokenprobe-overhead",
+    )?;
+    cmd::run(&mut Command::new(overhead))
+}
+
 pub fn demo(seconds: u64) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo needs root (tmpfs mounts, cgroups, BPF)");

@@ -15,16 +15,27 @@ use probe_common::{
 };
 
 impl Node {
-    /// Boot-time ns from which a pod's containers are watched: when its automount volume (or,
-    /// without one, its first watched volume, or without any, its kubelet directory) was first
-    /// seen, but not before attach.
-    fn pod_watched_since(&self, pod_uid: &str) -> Option<u64> {
-        let pod_volumes = self.volumes.values().filter(|v| v.pod_uid == pod_uid);
-        let automount = pod_volumes.clone().filter(|v| v.automount).map(|v| v.watched_since).min();
-        automount
-            .or_else(|| pod_volumes.map(|v| v.watched_since).min())
-            .or_else(|| self.pod_dir_seen(pod_uid))
-            .map(|t| t.max(self.attached_at))
+    /// Boot-time ns from which each pod's containers are watched: when its automount volume
+    /// (or, without one, its first watched volume, or without any, its kubelet directory) was
+    /// first seen, but not before attach.
+    fn pods_watched_since(&self) -> HashMap<&str, u64> {
+        let mut automount: HashMap<&str, u64> = HashMap::new();
+        let mut any: HashMap<&str, u64> = HashMap::new();
+        for v in self.volumes.values() {
+            let slot = any.entry(v.pod_uid.as_str()).or_insert(v.watched_since);
+            *slot = (*slot).min(v.watched_since);
+            if v.automount {
+                let slot = automount.entry(v.pod_uid.as_str()).or_insert(v.watched_since);
+                *slot = (*slot).min(v.watched_since);
+            }
+        }
+        let mut out: HashMap<&str, u64> = self.pod_dirs.iter().map(|(uid, seen)| (uid.as_str(), *seen)).collect();
+        out.extend(any);
+        out.extend(automount);
+        for t in out.values_mut() {
+            *t = (*t).max(self.attached_at);
+        }
+        out
     }
 
     /// The evidence for every container, from the counters (live and retired, merged) and,
@@ -45,6 +56,7 @@ impl Node {
         for (k, v) in counters.iter().filter(|(k, _)| k.key_kind == wanted) {
             by_key.entry(k.key_id).or_default().push((k, v));
         }
+        let watched_since = self.pods_watched_since();
         let mut out = Vec::new();
         for c in self.containers.values() {
             let pod = pods.get(&c.pod_uid);
@@ -54,7 +66,7 @@ impl Node {
             {
                 continue;
             }
-            let mut ev = self.empty_evidence(c, clock, pod);
+            let mut ev = self.empty_evidence(c, clock, pod, watched_since.get(c.pod_uid.as_str()).copied());
             let mut first: Option<u64> = None;
             let mut last: Option<u64> = None;
             let mut others: BTreeMap<String, OtherVolume> = BTreeMap::new();
@@ -71,8 +83,13 @@ impl Node {
         out
     }
 
-    fn empty_evidence(&self, c: &Container, clock: &Clock, pod: Option<&PodInfo>) -> ContainerEvidence {
-        let since = self.pod_watched_since(&c.pod_uid);
+    fn empty_evidence(
+        &self,
+        c: &Container,
+        clock: &Clock,
+        pod: Option<&PodInfo>,
+        since: Option<u64>,
+    ) -> ContainerEvidence {
         let meta = pod.and_then(|p| p.containers.get(&c.container_id));
         // Process start times (tick resolution) decide; without a process to look at, the
         // container's startedAt from the pod status (second resolution, rounded down).

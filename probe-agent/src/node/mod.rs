@@ -180,16 +180,11 @@ impl Node {
 
     /// Brings the pods in line with the kubelet's pod directories now present.
     pub fn sync_pod_dirs(&mut self, uids: &[String], now: u64) {
-        self.pod_dirs.retain(|uid, _| uids.contains(uid));
+        let present: BTreeSet<&String> = uids.iter().collect();
+        self.pod_dirs.retain(|uid, _| present.contains(uid));
         for uid in uids {
             self.pod_dirs.entry(uid.clone()).or_insert(now);
         }
-    }
-
-    /// When the agent first saw a pod's directory (boot-time ns).
-    #[must_use]
-    pub fn pod_dir_seen(&self, uid: &str) -> Option<u64> {
-        self.pod_dirs.get(uid).copied()
     }
 
     /// Pods whose containers are reported: those with a watched volume or a kubelet directory.

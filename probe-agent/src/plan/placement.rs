@@ -135,6 +135,7 @@ fn is_dev(namespace: &str, words: &[String]) -> bool {
 }
 
 fn phase(name: &str, description: &str, changes: &[Change], units: &[usize]) -> Phase {
+    let units: BTreeSet<usize> = units.iter().copied().collect();
     let mut indexes: Vec<usize> = (0..changes.len()).filter(|i| units.contains(&changes[*i].unit)).collect();
     // Pins before the changes that need them.
     indexes.sort_by_key(|i| (changes[*i].unit, !changes[*i].pin));

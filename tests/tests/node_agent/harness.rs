@@ -226,6 +226,16 @@ pub fn wait_local(
     }
 }
 
+/// Waits until the agent watches the volumes of these pods, then two clock ticks: a container
+/// started after this is observed from its start (as behind a real kubelet, which mounts
+/// volumes well before it starts containers).
+pub fn wait_watched(rt: &Runtime, agent: &RunningAgent, pod_uids: &[&str]) {
+    wait_local(rt, agent, Duration::from_secs(20), |ev| {
+        pod_uids.iter().all(|uid| ev.volumes.iter().any(|v| v.pod_uid == *uid && v.mounted))
+    });
+    std::thread::sleep(Duration::from_millis(25));
+}
+
 /// The entry of a container by pod and container name.
 pub fn entry_named<'e>(ev: &'e Evidence, pod: &str, container: &str) -> Option<&'e ContainerEvidence> {
     ev.containers.iter().find(|c| c.pod.as_deref() == Some(pod) && c.container.as_deref() == Some(container))

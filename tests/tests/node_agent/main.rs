@@ -100,6 +100,7 @@ fn attribution(rt: &Runtime, client: &Client) {
     rt.block_on(web.set_running(&ns, &[("app", &web_app), ("sidecar", &web_sidecar)]));
     rt.block_on(idle.set_running(&ns, &[("app", &idle_app)]));
     rt.block_on(reader.set_running(&ns, &[("app", &reader_app)]));
+    harness::wait_watched(rt, &agent, &[&web.uid, &idle.uid, &reader.uid]);
 
     let _app = node.spawn(&web_app, &[(&web_vol, SA_DIR)]);
     let mut sidecar = node.spawn(&web_sidecar, &[(&web_vol, SA_DIR)]);
@@ -190,6 +191,7 @@ fn agent_restart(rt: &Runtime, client: &Client) {
     let p = rt.block_on(api_pod(&ns, &node_name, "steady", "default", &["app"], None));
     let (vol, c) = rt.block_on(p.place(&ns, &mut node));
     let vol = vol.expect("token volume");
+    harness::wait_watched(rt, &agent, &[&p.uid]);
     let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
@@ -285,13 +287,18 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
         let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": sa}})));
     }
     let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| c.watch.missing_token = true);
-    let mut actors = Vec::new();
+    let mut placed = Vec::new();
     for (deployment, sa, reads) in [("web", "web", false), ("api", "shared", true), ("worker", "shared", false)] {
         let p = rt.block_on(harness::deployment_pod(&ns, &node_name, deployment, sa, &format!("{deployment}-1")));
         let (vol, c) = rt.block_on(p.place(&ns, &mut node));
-        let vol = vol.expect("token volume");
-        let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
-        if reads {
+        placed.push((p.uid, vol.expect("token volume"), c, reads));
+    }
+    let uids: Vec<&str> = placed.iter().map(|(uid, ..)| uid.as_str()).collect();
+    harness::wait_watched(rt, &agent, &uids);
+    let mut actors = Vec::new();
+    for (_, vol, c, reads) in &placed {
+        let mut a = node.spawn(c, &[(vol, SA_DIR)]);
+        if *reads {
             a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
         }
         actors.push(a);
