@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod agent;
+pub mod caps;
 pub mod cluster;
 pub mod fake_node;
 pub mod kube;

@@ -551,8 +551,27 @@ fn holds_token(mount_point: &Path) -> bool {
 }
 
 /// The mount-namespace inode of a process (`/proc/<pid>/ns/mnt` → `mnt:[4026531840]`).
+///
+/// Reading another process's namespace links takes `CAP_SYS_PTRACE`; without it, containers
+/// cannot be keyed by mount namespace, which is said once rather than silently losing them.
 fn mount_namespace(pid: u32) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    static REFUSED: std::sync::Once = std::sync::Once::new();
+    let link = match std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+        Ok(link) => link,
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                REFUSED.call_once(|| {
+                    tracing::warn!(
+                        pid,
+                        error = %e,
+                        "cannot read a container process's mount namespace (needs CAP_SYS_PTRACE): \
+                         on nodes keyed by mount namespace its events cannot be attributed"
+                    );
+                });
+            }
+            return None;
+        }
+    };
     let text = link.to_str()?;
     text.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }

@@ -2,18 +2,21 @@
 
 use std::{
     io::{BufRead as _, BufReader},
+    net::TcpListener,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use probe_agent::{
-    evidence::Evidence,
+    evidence::{Evidence, KeyKind},
     probe::{ConnectHook, FileHook},
 };
 use probe_tests::{
     actor::Action,
     agent::{dump, entry},
+    caps,
     fake_node::{Driver, FakeNode, Qos, SA_DIR},
 };
 use tokio::runtime::Runtime;
@@ -22,6 +25,9 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("watch_writes_evidence_on_sigterm", watch_writes_evidence_on_sigterm),
     ("watch_duration_to_stdout", watch_duration_to_stdout),
     ("watch_rejects_bad_arguments", watch_rejects_bad_arguments),
+    ("watch_with_only_the_daemonset_capabilities", watch_with_only_the_daemonset_capabilities),
+    ("cgroup_mode_needs_net_admin", cgroup_mode_needs_net_admin),
+    ("mount_namespace_keys_need_sys_ptrace", mount_namespace_keys_need_sys_ptrace),
 ];
 
 /// The probe-agent binary: `TOKENPROBE_AGENT_BIN`, or beside this test's deps directory.
@@ -40,18 +46,26 @@ fn agent_bin() -> PathBuf {
 }
 
 fn watch_command(node: &FakeNode) -> Command {
+    watch_command_reading(node, "/proc/self/mountinfo")
+}
+
+/// `probe-agent watch` on the fake node, reading the mount table at `mountinfo`.
+fn watch_command_reading(node: &FakeNode, mountinfo: &str) -> Command {
     let mut cmd = Command::new(agent_bin());
     cmd.arg("watch")
         .arg("--kubelet-dir")
         .arg(&node.kubelet_dir)
         .arg("--mountinfo")
-        .arg("/proc/self/mountinfo")
+        .arg(mountinfo)
         .arg("--cgroup-root")
         .arg(&node.cgroup_root)
         .arg("--rescan-interval")
         .arg("200ms")
         .arg("--node-name")
         .arg("cli-node");
+    if let Some(v1) = &node.cgroup_v1 {
+        cmd.args(["--container-key", "mntns"]).arg("--cgroup-v1-root").arg(v1);
+    }
     cmd
 }
 
@@ -63,8 +77,21 @@ fn watch_writes_evidence_on_sigterm(_rt: &Runtime, _file: FileHook, _connect: Co
     let out = node.root.join("evidence.json");
     let mut child =
         watch_command(&node).arg("--output").arg(&out).stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
-    // Ready once it logs that it is watching.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (log, drain) = wait_ready(&mut child);
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    let status = terminate(&mut child, drain);
+    assert!(status.success(), "probe-agent exited with {status}:\n{log}");
+    let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
+    assert_eq!(ev.node, "cli-node");
+    assert_eq!(entry(&ev, &c).reads.token, 2, "{}", dump(&ev));
+}
+
+/// Waits until the agent logs that it is watching; returns its log so far and the thread that
+/// keeps draining the rest, so it never blocks on a full pipe.
+fn wait_ready(child: &mut Child) -> (String, JoinHandle<std::io::Result<u64>>) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut log = String::new();
     loop {
@@ -76,19 +103,105 @@ fn watch_writes_evidence_on_sigterm(_rt: &Runtime, _file: FileHook, _connect: Co
         }
         assert!(n > 0 && Instant::now() < deadline, "agent did not get ready:\n{log}");
     }
-    // Keep draining its log so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
-    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
-    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    (log, std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink())))
+}
+
+/// SIGTERM to our own child, and its exit status.
+fn terminate(child: &mut Child, drain: JoinHandle<std::io::Result<u64>>) -> ExitStatus {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM our own child");
     let status = child.wait().expect("wait");
     drop(drain.join());
-    assert!(status.success(), "probe-agent exited with {status}:\n{log}");
+    status
+}
+
+/// The agent as the DaemonSet runs it: root with only the capabilities `deploy/agent.yaml`
+/// adds (all others dropped, `no_new_privs`), reading the mount table of a process that holds
+/// every capability, as the host's PID 1 does. On a cgroup v2 node and on a cgroup v1 node
+/// (keyed by mount namespace: reading other processes' `/proc/<pid>/ns/mnt` takes
+/// `SYS_PTRACE`) it must pick its modes, count a token reader and an API connect, leave an
+/// idle container at zero and save its state.
+fn watch_with_only_the_daemonset_capabilities(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
+    let security = caps::daemonset_security();
+    assert!(
+        security.drops_all && !security.privileged && !security.escalation,
+        "the DaemonSet drops ALL, is not privileged and allows no escalation: {security:?}"
+    );
+    for (node, key) in
+        [(FakeNode::new(Driver::Systemd), KeyKind::Cgroup), (FakeNode::new_v1(Driver::Cgroupfs), KeyKind::MountNs)]
+    {
+        counts_with_only(node, key, security.add);
+    }
+}
+
+fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet) {
+    let api = TcpListener::bind("127.0.0.1:0").expect("stand-in API server");
+    let api_addr = api.local_addr().expect("local addr");
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-c4p5s", true);
+    let reader = node.container(&pod, false);
+    let idle = node.container(&pod, false);
+    let mut a = node.spawn(&reader, &[(&vol, SA_DIR)]);
+    let _idle = node.spawn(&idle, &[(&vol, SA_DIR)]);
+    let out = node.root.join("evidence.json");
+    let state = node.root.join("state");
+    let mut cmd = watch_command_reading(&node, &format!("/proc/{}/mountinfo", std::process::id()));
+    cmd.arg("--output").arg(&out).arg("--state-dir").arg(&state).arg("--api-endpoint").arg(api_addr.to_string());
+    caps::restrict(&mut cmd, keep);
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
+    let (log, drain) = wait_ready(&mut child);
+    let held = caps::effective(child.id());
+    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    a.ok(&Action::Connect(api_addr));
+    let status = terminate(&mut child, drain);
+    assert_eq!(held, keep, "the agent ran with exactly {:?}, not {:?}", keep.names(), held.names());
+    assert!(status.success(), "probe-agent with {:?} exited with {status}:\n{log}", keep.names());
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
-    assert_eq!(ev.node, "cli-node");
-    assert_eq!(entry(&ev, &c).reads.token, 2, "{}", dump(&ev));
+    assert_eq!(ev.agent.container_key, key, "{}", dump(&ev));
+    let e = entry(&ev, &reader);
+    assert_eq!((e.reads.token, e.api_connects), (1, 1), "{}", dump(&ev));
+    let i = entry(&ev, &idle);
+    assert_eq!(i.reads.total() + i.api_connects, 0, "{}", dump(&ev));
+    let saved = std::fs::read_dir(&state).expect("state dir").count();
+    assert!(saved > 0, "the agent saved its state in {}", state.display());
+    println!(
+        "# with only {:?}, keyed by {key:?}: file-open={} connect={}",
+        keep.names(),
+        ev.agent.hooks.file_open.as_deref().unwrap_or("none"),
+        ev.agent.hooks.connect.as_deref().unwrap_or("none")
+    );
+}
+
+/// The capability restriction is real: without `NET_ADMIN` the kernel refuses the cgroup
+/// connect programs, and the agent says so and exits 1.
+fn cgroup_mode_needs_net_admin(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
+    let node = FakeNode::new(Driver::Systemd);
+    let keep = caps::daemonset_security().add.without(caps::CapSet::from_names(["NET_ADMIN"]));
+    let mut cmd = watch_command(&node);
+    cmd.args(["--duration", "1", "--output", "-", "--connect-hook", "cgroup"]);
+    caps::restrict(&mut cmd, keep);
+    let output = cmd.output().expect("run probe-agent");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cgroup") && stderr.contains("not permitted"), "{stderr}");
+}
+
+/// Without `SYS_PTRACE` a cgroup v1 node's containers cannot be keyed by mount namespace: the
+/// agent says so instead of losing their events silently.
+fn mount_namespace_keys_need_sys_ptrace(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
+    let mut node = FakeNode::new_v1(Driver::Cgroupfs);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-n0ptr", true);
+    let c = node.container(&pod, false);
+    let _running = node.spawn(&c, &[(&vol, SA_DIR)]);
+    let keep = caps::daemonset_security().add.without(caps::CapSet::from_names(["SYS_PTRACE"]));
+    let mut cmd = watch_command(&node);
+    cmd.args(["--duration", "1", "--output", "-"]);
+    caps::restrict(&mut cmd, keep);
+    let output = cmd.output().expect("run probe-agent");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("needs CAP_SYS_PTRACE"), "{stderr}");
 }
 
 fn watch_duration_to_stdout(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
