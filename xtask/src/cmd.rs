@@ -26,8 +26,13 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 }
 
 /// The workspace root (xtask lives one level below it).
+///
+/// From `CARGO_MANIFEST_DIR` as `cargo run` sets it now, not as it was at compile time: clones
+/// sharing one target directory (`$TOKENPROBE_CACHE/target`) share one xtask binary, which
+/// must act on the clone it was run from.
 pub fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest.parent().map_or(manifest.clone(), std::path::Path::to_path_buf)
 }
 
