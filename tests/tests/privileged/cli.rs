@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::ValueEnum;
 use probe_agent::{
     evidence::{Evidence, KeyKind},
     probe::{ConnectHook, FileHook},
@@ -25,7 +26,6 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("watch_writes_evidence_on_sigterm", watch_writes_evidence_on_sigterm),
     ("watch_duration_to_stdout", watch_duration_to_stdout),
     ("watch_rejects_bad_arguments", watch_rejects_bad_arguments),
-    ("watch_with_only_the_daemonset_capabilities", watch_with_only_the_daemonset_capabilities),
     ("cgroup_mode_needs_net_admin", cgroup_mode_needs_net_admin),
     ("mount_namespace_keys_need_sys_ptrace", mount_namespace_keys_need_sys_ptrace),
 ];
@@ -115,13 +115,15 @@ fn terminate(child: &mut Child, drain: JoinHandle<std::io::Result<u64>>) -> Exit
     status
 }
 
-/// The agent as the DaemonSet runs it: root with only the capabilities `deploy/agent.yaml`
-/// adds (all others dropped, `no_new_privs`), reading the mount table of a process that holds
-/// every capability, as the host's PID 1 does. On a cgroup v2 node and on a cgroup v1 node
-/// (keyed by mount namespace: reading other processes' `/proc/<pid>/ns/mnt` takes
-/// `SYS_PTRACE`) it must pick its modes, count a token reader and an API connect, leave an
-/// idle container at zero and save its state.
-fn watch_with_only_the_daemonset_capabilities(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
+/// The agent as the DaemonSet runs it, in the modes forced (a file-open and a connect case,
+/// so it runs once per mode the kernel allows): root with only the capabilities
+/// `deploy/agent.yaml` adds (all others dropped, `no_new_privs`), with exec tracking and the
+/// missing-token detector on, reading the mount table of a process that holds every
+/// capability, as the host's PID 1 does. On a cgroup v2 node and on a cgroup v1 node (keyed
+/// by mount namespace: reading other processes' `/proc/<pid>/ns/mnt` takes `SYS_PTRACE`) it
+/// must count a token reader and an API connect, leave an idle container at zero and save
+/// its state.
+pub fn with_only_the_daemonset_capabilities(_rt: &Runtime, file: FileHook, connect: ConnectHook) {
     let security = caps::daemonset_security();
     assert!(
         security.drops_all && !security.privileged && !security.escalation,
@@ -130,11 +132,16 @@ fn watch_with_only_the_daemonset_capabilities(_rt: &Runtime, _file: FileHook, _c
     for (node, key) in
         [(FakeNode::new(Driver::Systemd), KeyKind::Cgroup), (FakeNode::new_v1(Driver::Cgroupfs), KeyKind::MountNs)]
     {
-        counts_with_only(node, key, security.add);
+        counts_with_only(node, key, security.add, file, connect);
     }
 }
 
-fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet) {
+/// A hook's command-line name.
+fn cli_name(hook: &impl ValueEnum) -> String {
+    hook.to_possible_value().expect("hooks have names").get_name().to_owned()
+}
+
+fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: FileHook, connect: ConnectHook) {
     let api = TcpListener::bind("127.0.0.1:0").expect("stand-in API server");
     let api_addr = api.local_addr().expect("local addr");
     let pod = node.pod(Qos::Burstable);
@@ -147,6 +154,7 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet) {
     let state = node.root.join("state");
     let mut cmd = watch_command_reading(&node, &format!("/proc/{}/mountinfo", std::process::id()));
     cmd.arg("--output").arg(&out).arg("--state-dir").arg(&state).arg("--api-endpoint").arg(api_addr.to_string());
+    cmd.args(["--file-hook", &cli_name(&file), "--connect-hook", &cli_name(&connect), "--detect-missing-token"]);
     caps::restrict(&mut cmd, keep);
     let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
     let (log, drain) = wait_ready(&mut child);

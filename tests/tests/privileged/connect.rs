@@ -10,7 +10,10 @@ use probe_tests::{
 };
 use tokio::runtime::Runtime;
 
-pub const CASES: &[(&str, super::Case)] = &[("api_connects_v4_v6_mapped_and_other_port", api_connects)];
+pub const CASES: &[(&str, super::Case)] = &[
+    ("api_connects_v4_v6_mapped_and_other_port", api_connects),
+    ("with_only_the_daemonset_capabilities", super::cli::with_only_the_daemonset_capabilities),
+];
 
 /// A stand-in API server: a listener on loopback that accepts and drops connections.
 fn stand_in(addr: &str) -> (TcpListener, SocketAddr) {

@@ -27,6 +27,7 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("exec_sessions_are_not_the_application", exec_sessions_are_not_the_application),
     ("mount_namespace_keys_on_a_cgroup_v1_node", mount_namespace_keys_on_a_cgroup_v1_node),
     ("missing_token_opens_are_counted", missing_token_opens_are_counted),
+    ("with_only_the_daemonset_capabilities", super::cli::with_only_the_daemonset_capabilities),
 ];
 
 fn start<'rt>(rt: &'rt Runtime, node: &FakeNode, file: FileHook, connect: ConnectHook) -> TestAgent<'rt> {
