@@ -5,6 +5,7 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -75,44 +76,102 @@ fn watch_writes_evidence_on_sigterm(_rt: &Runtime, _file: FileHook, _connect: Co
     let vol = node.volume(&pod, "kube-api-access-s1gt3", true);
     let c = node.container(&pod, false);
     let out = node.root.join("evidence.json");
-    let mut child =
-        watch_command(&node).arg("--output").arg(&out).stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
-    let (log, drain) = wait_ready(&mut child);
+    let mut agent = AgentProcess::spawn(watch_command(&node).arg("--output").arg(&out));
+    agent.wait_ready();
     let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
     a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
     a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
-    let status = terminate(&mut child, drain);
+    let (status, log) = agent.terminate();
     assert!(status.success(), "probe-agent exited with {status}:\n{log}");
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
     assert_eq!(ev.node, "cli-node");
     assert_eq!(entry(&ev, &c).reads.token, 2, "{}", dump(&ev));
 }
 
-/// Waits until the agent logs that it is watching; returns its log so far and the thread that
-/// keeps draining the rest, so it never blocks on a full pipe.
-fn wait_ready(child: &mut Child) -> (String, JoinHandle<std::io::Result<u64>>) {
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut log = String::new();
-    loop {
-        let mut line = String::new();
-        let n = stderr.read_line(&mut line).expect("read agent log");
-        log.push_str(&line);
-        if line.contains("watching;") {
-            break;
-        }
-        assert!(n > 0 && Instant::now() < deadline, "agent did not get ready:\n{log}");
-    }
-    (log, std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink())))
+/// A `probe-agent` child whose log (stderr) a thread collects, so it never blocks on a full
+/// pipe and every wait on it is bounded: a hung agent fails the case with its log.
+struct AgentProcess {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
 }
 
-/// SIGTERM to our own child, and its exit status.
-fn terminate(child: &mut Child, drain: JoinHandle<std::io::Result<u64>>) -> ExitStatus {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM our own child");
-    let status = child.wait().expect("wait");
-    drop(drain.join());
-    status
+/// Generous: the VM matrix runs under emulation.
+const AGENT_WAIT: Duration = Duration::from_secs(90);
+
+impl AgentProcess {
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
+        let stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { child, log, reader: Some(reader) }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the agent logs that it is watching.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + AGENT_WAIT;
+        while !self.log().contains("watching;") {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("agent exited with {status} before it was ready:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("agent not ready after {AGENT_WAIT:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and its exit status once its log is complete.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM our own child");
+        let deadline = Instant::now() + AGENT_WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for agent") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("agent did not stop within {AGENT_WAIT:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            drop(reader.join());
+        }
+        (status, self.log())
+    }
+
+    /// Kills our own child (by its pid) and reaps it.
+    fn kill(&mut self) {
+        drop(self.child.kill());
+        drop(self.child.wait());
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
 }
 
 /// The agent as the DaemonSet runs it, in the modes forced (a file-open and a connect case,
@@ -156,12 +215,12 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: 
     cmd.arg("--output").arg(&out).arg("--state-dir").arg(&state).arg("--api-endpoint").arg(api_addr.to_string());
     cmd.args(["--file-hook", &cli_name(&file), "--connect-hook", &cli_name(&connect), "--detect-missing-token"]);
     caps::restrict(&mut cmd, keep);
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn probe-agent");
-    let (log, drain) = wait_ready(&mut child);
-    let held = caps::effective(child.id());
+    let mut agent = AgentProcess::spawn(&mut cmd);
+    agent.wait_ready();
+    let held = caps::effective(agent.pid());
     a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
     a.ok(&Action::Connect(api_addr));
-    let status = terminate(&mut child, drain);
+    let (status, log) = agent.terminate();
     assert_eq!(held, keep, "the agent ran with exactly {:?}, not {:?}", keep.names(), held.names());
     assert!(status.success(), "probe-agent with {:?} exited with {status}:\n{log}", keep.names());
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
