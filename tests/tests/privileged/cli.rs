@@ -188,11 +188,49 @@ pub fn with_only_the_daemonset_capabilities(_rt: &Runtime, file: FileHook, conne
         security.drops_all && !security.privileged && !security.escalation,
         "the DaemonSet drops ALL, is not privileged and allows no escalation: {security:?}"
     );
+    if matches!(file, FileHook::Kprobe | FileHook::Tracepoint) && perf_needs_sys_admin() {
+        refused_without_sys_admin(security.add, file);
+        return;
+    }
     for (node, key) in
         [(FakeNode::new(Driver::Systemd), KeyKind::Cgroup), (FakeNode::new_v1(Driver::Cgroupfs), KeyKind::MountNs)]
     {
         counts_with_only(node, key, security.add, file, connect);
     }
+}
+
+/// `kernel.perf_event_paranoid` above 2: Debian's and Ubuntu's kernels then refuse
+/// `perf_event_open` to anyone without `CAP_SYS_ADMIN` — `CAP_PERFMON` is not enough. The
+/// kprobe and tracepoint modes and the missing-token detector attach through it.
+fn perf_needs_sys_admin() -> bool {
+    perf_event_paranoid() > 2
+}
+
+fn perf_event_paranoid() -> i64 {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("read /proc/sys/kernel/perf_event_paranoid")
+        .trim()
+        .parse()
+        .expect("perf_event_paranoid is a number")
+}
+
+/// On such a kernel the DaemonSet's capabilities do not reach the perf-based modes: the agent
+/// must say so, naming the refusal, and exit 1 — never run half-blind.
+fn refused_without_sys_admin(keep: caps::CapSet, file: FileHook) {
+    let node = FakeNode::new(Driver::Systemd);
+    let mut cmd = watch_command(&node);
+    cmd.args(["--duration", "1", "--output", "-", "--file-hook", &cli_name(&file)]);
+    caps::restrict(&mut cmd, keep);
+    let output = cmd.output().expect("run probe-agent");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("perf_event_open") && stderr.contains("Permission denied"), "{stderr}");
+    println!(
+        "# with only {:?}: {} mode refused (perf_event_paranoid={}: perf_event_open needs CAP_SYS_ADMIN here)",
+        keep.names(),
+        cli_name(&file),
+        perf_event_paranoid()
+    );
 }
 
 /// A hook's command-line name.
@@ -229,13 +267,21 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: 
     assert_eq!((e.reads.token, e.api_connects), (1, 1), "{}", dump(&ev));
     let i = entry(&ev, &idle);
     assert_eq!(i.reads.total() + i.api_connects, 0, "{}", dump(&ev));
+    let rejected = |detector: &str| ev.agent.rejected_hooks.iter().find(|r| r.detector == detector);
+    assert!(rejected("exec-session").is_none(), "exec tracking attached: {}", dump(&ev));
+    // The missing-token detector attaches through perf_event_open (see perf_needs_sys_admin).
+    match rejected("missing-token") {
+        None => assert!(!perf_needs_sys_admin(), "{}", dump(&ev)),
+        Some(r) => assert!(perf_needs_sys_admin() && r.reason.contains("Permission denied"), "{r:?}"),
+    }
     let saved = std::fs::read_dir(&state).expect("state dir").count();
     assert!(saved > 0, "the agent saved its state in {}", state.display());
     println!(
-        "# with only {:?}, keyed by {key:?}: file-open={} connect={}",
+        "# with only {:?}, keyed by {key:?}: file-open={} connect={} missing-token={}",
         keep.names(),
         ev.agent.hooks.file_open.as_deref().unwrap_or("none"),
-        ev.agent.hooks.connect.as_deref().unwrap_or("none")
+        ev.agent.hooks.connect.as_deref().unwrap_or("none"),
+        if rejected("missing-token").is_some() { "refused (perf_event_open needs CAP_SYS_ADMIN here)" } else { "on" }
     );
 }
 
