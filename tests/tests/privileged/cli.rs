@@ -214,16 +214,22 @@ fn perf_event_paranoid() -> i64 {
         .expect("perf_event_paranoid is a number")
 }
 
+/// `probe-agent watch --duration 1 --output -` on `node` with only `keep` and `args`: its exit
+/// code and its log.
+fn watch_briefly_with_only(node: &FakeNode, keep: caps::CapSet, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = watch_command(node);
+    cmd.args(["--duration", "1", "--output", "-"]).args(args);
+    caps::restrict(&mut cmd, keep);
+    let output = cmd.output().expect("run probe-agent");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// On such a kernel the DaemonSet's capabilities do not reach the perf-based modes: the agent
 /// must say so, naming the refusal, and exit 1 — never run half-blind.
 fn refused_without_sys_admin(keep: caps::CapSet, file: FileHook) {
     let node = FakeNode::new(Driver::Systemd);
-    let mut cmd = watch_command(&node);
-    cmd.args(["--duration", "1", "--output", "-", "--file-hook", &cli_name(&file)]);
-    caps::restrict(&mut cmd, keep);
-    let output = cmd.output().expect("run probe-agent");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = watch_briefly_with_only(&node, keep, &["--file-hook", &cli_name(&file)]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("perf_event_open") && stderr.contains("Permission denied"), "{stderr}");
     println!(
         "# with only {:?}: {} mode refused (perf_event_paranoid={}: perf_event_open needs CAP_SYS_ADMIN here)",
@@ -290,12 +296,8 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: 
 fn cgroup_mode_needs_net_admin(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
     let node = FakeNode::new(Driver::Systemd);
     let keep = caps::daemonset_security().add.without(caps::CapSet::from_names(["NET_ADMIN"]));
-    let mut cmd = watch_command(&node);
-    cmd.args(["--duration", "1", "--output", "-", "--connect-hook", "cgroup"]);
-    caps::restrict(&mut cmd, keep);
-    let output = cmd.output().expect("run probe-agent");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = watch_briefly_with_only(&node, keep, &["--connect-hook", "cgroup"]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cgroup") && stderr.contains("not permitted"), "{stderr}");
 }
 
@@ -308,12 +310,8 @@ fn mount_namespace_keys_need_sys_ptrace(_rt: &Runtime, _file: FileHook, _connect
     let c = node.container(&pod, false);
     let _running = node.spawn(&c, &[(&vol, SA_DIR)]);
     let keep = caps::daemonset_security().add.without(caps::CapSet::from_names(["SYS_PTRACE"]));
-    let mut cmd = watch_command(&node);
-    cmd.args(["--duration", "1", "--output", "-"]);
-    caps::restrict(&mut cmd, keep);
-    let output = cmd.output().expect("run probe-agent");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (code, stderr) = watch_briefly_with_only(&node, keep, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("needs CAP_SYS_PTRACE"), "{stderr}");
 }
 
