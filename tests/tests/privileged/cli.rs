@@ -2,7 +2,6 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -245,8 +244,7 @@ fn cli_name(hook: &impl ValueEnum) -> String {
 }
 
 fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: FileHook, connect: ConnectHook) {
-    let api = TcpListener::bind("127.0.0.1:0").expect("stand-in API server");
-    let api_addr = api.local_addr().expect("local addr");
+    let (_api, api_addr) = super::connect::stand_in("127.0.0.1:0");
     let pod = node.pod(Qos::Burstable);
     let vol = node.volume(&pod, "kube-api-access-c4p5s", true);
     let reader = node.container(&pod, false);

@@ -16,7 +16,7 @@ pub const CASES: &[(&str, super::Case)] = &[
 ];
 
 /// A stand-in API server: a listener on loopback that accepts and drops connections.
-fn stand_in(addr: &str) -> (TcpListener, SocketAddr) {
+pub fn stand_in(addr: &str) -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     let local = listener.local_addr().expect("local addr");
     (listener, local)
