@@ -133,15 +133,19 @@ fn cluster(n: usize) -> Inputs {
         );
         inputs.replica_sets.push(
             serde_json::from_value(json!({"metadata": {"name": format!("{name}-1"), "namespace": ns,
+                "labels": {"pod-template-hash": "1"}, "annotations": {"deployment.kubernetes.io/revision": "1"},
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": "u", "controller": true}]}}))
             .expect("rs"),
         );
         inputs.pods.push(
             serde_json::from_value(json!({"metadata": {"name": format!("{name}-1-x"), "namespace": ns, "uid": uid(i),
+                "labels": {"pod-template-hash": "1"},
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-1"), "uid": "r", "controller": true}]},
                 "spec": {"nodeName": "n", "serviceAccountName": format!("sa{}", i % 7), "containers": [{"name": "app"}],
                     "volumes": [{"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}},
-                    {"configMap": {"name": "kube-root-ca.crt"}}, {"downwardAPI": {"items": []}}]}}]}}))
+                    {"configMap": {"name": "kube-root-ca.crt"}}, {"downwardAPI": {"items": []}}]}}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "app", "containerID": format!("containerd://{i:064x}"),
+                    "image": "", "imageID": "", "ready": true, "restartCount": 0}]}}))
             .expect("pod"),
         );
         ev.containers.push(ContainerEvidence {
@@ -154,6 +158,8 @@ fn cluster(n: usize) -> Inputs {
             container: Some("app".into()),
             service_account: None,
             workload: Some(Workload { kind: "Deployment".into(), name }),
+            revision: Some("1".into()),
+            pod_phase: Some("Running".into()),
             reads: Reads { token: u64::from(i % 5 == 0), ..Reads::default() },
             api_connects: 0,
             exec_reads: Reads::default(),

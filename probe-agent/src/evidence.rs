@@ -2,6 +2,8 @@
 //!
 //! Serialized Kubernetes style (camelCase); unknown values are `null`, never guessed.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -60,6 +62,11 @@ pub struct AgentInfo {
     /// Times the agent was not running (restarts), newest last.
     #[serde(default)]
     pub gaps: Vec<Gap>,
+    /// How often the agent publishes and renews its liveness Lease (`run` mode; `null`
+    /// standalone). The planner judges the evidence stale after a few intervals without a
+    /// renewal.
+    #[serde(default)]
+    pub publish_interval_seconds: Option<u64>,
 }
 
 impl AgentInfo {
@@ -80,6 +87,7 @@ impl AgentInfo {
             targets: Vec::new(),
             targets_not_watched: Vec::new(),
             gaps: Vec::new(),
+            publish_interval_seconds: None,
         }
     }
 }
@@ -153,6 +161,12 @@ impl Reads {
             _ => &mut self.other,
         };
         *slot = slot.saturating_add(count);
+    }
+
+    /// Whether nothing was counted.
+    #[must_use]
+    pub const fn is_zero(&self) -> bool {
+        self.total() == 0
     }
 
     #[must_use]
@@ -239,16 +253,18 @@ impl ContainerEvidence {
 }
 
 impl RetiredTotals {
-    /// Totals of one retired container.
-    #[must_use]
-    pub fn of(c: &ContainerEvidence) -> Self {
+    /// Totals of one retired container (its pod is counted by [`fold_retired`]).
+    fn of(c: &ContainerEvidence) -> Self {
         Self {
             namespace: c.namespace.clone(),
             workload: c.workload.clone(),
             container: c.container.clone(),
             service_account: c.service_account.clone(),
+            revision: c.revision.clone(),
             containers: 1,
             observed_from_start: u64::from(c.observed_from_start == Some(true)),
+            pods: 0,
+            runs: 0,
             reads: c.reads,
             api_connects: c.api_connects,
             exec_reads: c.exec_reads,
@@ -269,11 +285,14 @@ impl RetiredTotals {
             && self.workload == other.workload
             && self.container == other.container
             && self.service_account == other.service_account
+            && self.revision == other.revision
     }
 
     pub fn merge(&mut self, other: &Self) {
         self.containers = self.containers.saturating_add(other.containers);
         self.observed_from_start = self.observed_from_start.saturating_add(other.observed_from_start);
+        self.pods = self.pods.saturating_add(other.pods);
+        self.runs = self.runs.saturating_add(other.runs);
         self.reads.merge(&other.reads);
         self.exec_reads.merge(&other.exec_reads);
         self.api_connects = self.api_connects.saturating_add(other.api_connects);
@@ -287,14 +306,35 @@ impl RetiredTotals {
     }
 }
 
-/// Folds retired containers into `into`, one entry per group.
+/// Whether a pod phase means the pod ran to completion.
+#[must_use]
+pub fn finished(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Folds retired containers into `into`, one entry per group. `containers` holds whole pods
+/// (every container of each pod it names): a pod is a run when it finished and every one of
+/// its containers was observed from its start.
 pub fn fold_retired(into: &mut Vec<RetiredTotals>, containers: &[ContainerEvidence]) {
+    let mut runs: BTreeMap<Option<&str>, bool> = BTreeMap::new();
+    for c in containers {
+        let run = runs.entry(c.pod_uid.as_deref()).or_insert(true);
+        *run &= finished(c.pod_phase.as_deref()) && c.observed_from_start == Some(true);
+    }
+    let mut counted: BTreeSet<(usize, Option<&str>)> = BTreeSet::new();
     for c in containers {
         let totals = RetiredTotals::of(c);
-        if let Some(existing) = into.iter_mut().find(|r| r.same_group(&totals)) {
-            existing.merge(&totals);
+        let group = if let Some(i) = into.iter().position(|r| r.same_group(&totals)) {
+            into[i].merge(&totals);
+            i
         } else {
             into.push(totals);
+            into.len() - 1
+        };
+        let pod = c.pod_uid.as_deref();
+        if counted.insert((group, pod)) {
+            into[group].pods += 1;
+            into[group].runs += u64::from(runs.get(&pod).copied().unwrap_or(false));
         }
     }
 }
@@ -332,18 +372,33 @@ pub struct ContainerEvidence {
     pub container: Option<String>,
     pub service_account: Option<String>,
     pub workload: Option<Workload>,
+    /// The pod's template revision: its `pod-template-hash` (Deployments) or
+    /// `controller-revision-hash` (StatefulSets, DaemonSets) label, or a fingerprint of its
+    /// Job's pod template (Jobs, CronJobs). `null` when unknown (standalone mode, bare pods).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// The pod's phase when the agent last saw it (`Succeeded`/`Failed`: the pod ran to
+    /// completion — a run of a Job).
+    #[serde(default)]
+    pub pod_phase: Option<String>,
     /// Opens of the automount volume's files by the container's own processes.
     pub reads: Reads,
     pub api_connects: u64,
     /// The same, by processes that entered the container from outside (exec sessions).
+    /// Counts that are rare — exec sessions, missing-token opens, other volumes, gaps — are left
+    /// out of the JSON when zero or empty, to keep a node's object small; absent means zero.
+    #[serde(default, skip_serializing_if = "Reads::is_zero")]
     pub exec_reads: Reads,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub exec_api_connects: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub missing_token_opens: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_volumes: Vec<OtherVolume>,
     /// Names (`comm`) of processes seen using the volume or the API server.
     pub processes: Vec<String>,
     /// The same, of exec-session processes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec_processes: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     #[schemars(with = "Option<String>")]
@@ -357,12 +412,17 @@ pub struct ContainerEvidence {
     /// The agent was watching before the container's first process started.
     pub observed_from_start: Option<bool>,
     /// Seconds of the container's life the agent was not running (restarts).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub unobserved_seconds: u64,
-    /// When its cgroup went away; `null` while it runs.
-    #[serde(with = "time::serde::rfc3339::option", default)]
+    /// When its cgroup went away; absent while it runs.
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub gone_since: Option<OffsetDateTime>,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+const fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Containers folded after the retention window, per (namespace, workload, container name,
@@ -374,10 +434,21 @@ pub struct RetiredTotals {
     pub workload: Option<Workload>,
     pub container: Option<String>,
     pub service_account: Option<String>,
+    /// The pod template revision of the folded containers' pods (as a container's
+    /// `revision`).
+    #[serde(default)]
+    pub revision: Option<String>,
     /// How many containers were folded in.
     pub containers: u64,
     /// How many of them were observed from their start.
     pub observed_from_start: u64,
+    /// How many distinct pods they belonged to.
+    #[serde(default)]
+    pub pods: u64,
+    /// How many of those pods ran to completion (`Succeeded` or `Failed`) with every container
+    /// observed from its start: the runs of a Job or CronJob.
+    #[serde(default)]
+    pub runs: u64,
     pub reads: Reads,
     pub api_connects: u64,
     pub exec_reads: Reads,

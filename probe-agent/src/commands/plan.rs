@@ -10,6 +10,7 @@ use probe_agent::{
         output::{self, Format},
     },
 };
+use time::OffsetDateTime;
 
 /// Where the inputs come from: files, or the cluster.
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,18 @@ pub struct Source {
     /// Only this namespace (live reading).
     #[arg(long, short = 'n')]
     namespace: Option<String>,
+    /// The namespace the agents run in: their liveness Leases are read there (live reading).
+    #[arg(long, default_value = probe_agent::k8s::liveness::DEFAULT_NAMESPACE)]
+    agent_namespace: String,
+    /// The planner's "now", RFC 3339 (default: the clock when reading the cluster; offline, the
+    /// newest report among the inputs — an evidence's generatedAt or a Lease's renewal).
+    #[arg(long, value_parser = parse_time)]
+    now: Option<OffsetDateTime>,
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("invalid time {text:?}: {e} (expected RFC 3339, e.g. 2026-12-01T12:00:00Z)"))
 }
 
 /// A usage error (exit code 2).
@@ -37,10 +50,27 @@ pub struct Source {
 pub struct Usage(String);
 
 impl Source {
-    async fn load(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
-        if self.evidence.is_empty() && self.objects.is_empty() {
+    /// The inputs and the planner's "now".
+    async fn load(&self, need_evidence: bool) -> anyhow::Result<(Inputs, OffsetDateTime)> {
+        let inputs = self.read(need_evidence).await?;
+        let now = match self.now {
+            Some(now) => now,
+            None if self.live() => OffsetDateTime::now_utc(),
+            None => inputs.newest_report().unwrap_or_else(OffsetDateTime::now_utc),
+        };
+        Ok((inputs, now))
+    }
+
+    const fn live(&self) -> bool {
+        self.evidence.is_empty() && self.objects.is_empty()
+    }
+
+    async fn read(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
+        if self.live() {
             let client = super::run::client(self.kubeconfig.as_ref()).await?;
-            return plan::live::load(&client, self.namespace.as_deref()).await.context("cannot read the cluster");
+            return plan::live::load(&client, self.namespace.as_deref(), &self.agent_namespace)
+                .await
+                .context("cannot read the cluster");
         }
         if self.objects.is_empty() {
             return Err(Usage(
@@ -90,6 +120,33 @@ pub struct PlanArgs {
     /// Share of the remaining changes in the canary phase (at least one).
     #[arg(long, default_value_t = 0.1)]
     canary: f64,
+    #[command(flatten)]
+    judgement: Judgement,
+}
+
+/// What the evidence must show, shared by `plan` and `verify`.
+#[derive(Debug, clap::Args)]
+pub struct Judgement {
+    /// Exec-session use of pods without exec probes or exec lifecycle hooks was people
+    /// (kubectl exec), not the application: it does not keep the token.
+    #[arg(long)]
+    ignore_exec_sessions: bool,
+    /// Accept evidence from nodes whose file-open hook runs in tracepoint mode, which misses some
+    /// opens (docs/blind-spots.md); each verdict that relies on it says so.
+    #[arg(long)]
+    accept_tracepoint_mode: bool,
+    /// Use by workloads that are gone keeps their ServiceAccount's token this long after it
+    /// was last seen.
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    retention: Duration,
+}
+
+impl Judgement {
+    fn apply(&self, policy: &mut Policy) {
+        policy.ignore_exec_sessions = self.ignore_exec_sessions;
+        policy.accept_tracepoint = self.accept_tracepoint_mode;
+        policy.retention = self.retention;
+    }
 }
 
 /// Exit code 2 for usage errors, 1 for others.
@@ -101,15 +158,17 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.canary) {
         return Err(Usage(format!("--canary must be between 0 and 1, not {}", args.canary)).into());
     }
-    let inputs = args.source.load(true).await?;
-    let policy = Policy {
+    let (inputs, now) = args.source.load(true).await?;
+    let mut policy = Policy {
         min_observation: args.min_observation,
         min_runs: args.min_runs,
         max_gap: args.max_gap,
         dev_words: args.dev_words,
         canary_fraction: args.canary,
+        now,
         ..Policy::default()
     };
+    args.judgement.apply(&mut policy);
     let plan = plan::plan(&inputs, &policy);
     let text = match args.output {
         Format::Table => output::plan_table(&plan),
@@ -132,7 +191,7 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let inputs = args.source.load(false).await?;
+    let (inputs, _) = args.source.load(false).await?;
     let rows = plan::audit::audit(&inputs);
     let text = match args.output {
         Format::Json | Format::Yaml => output::structured(&rows, args.output)?,
@@ -154,11 +213,12 @@ pub struct VerifyArgs {
 
 /// Exit code 3 when a regression was found.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let inputs = args.source.load(true).await?;
-    let regressions = plan::verify::verify(&inputs);
+    let (inputs, now) = args.source.load(true).await?;
+    let found = plan::verify::verify(&inputs, &Policy { now, ..Policy::default() });
+    let regressions = &found.regressions;
     let text = match args.output {
-        Format::Table => output::verify_table(&regressions),
-        Format::Json | Format::Yaml => output::structured(&regressions, args.output)?,
+        Format::Table => output::verify_table(&found),
+        Format::Json | Format::Yaml => output::structured(&found, args.output)?,
         Format::Patch => output::patches_of(regressions.iter().map(|r| &r.rollback)),
         Format::Script => output::rollback_script(regressions.iter().map(|r| &r.rollback)),
         other => return Err(Usage(format!("verify writes table, json, yaml, patch or script, not {other:?}")).into()),

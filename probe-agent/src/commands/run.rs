@@ -24,9 +24,12 @@ pub struct RunArgs {
     /// A kubeconfig (default: in-cluster configuration, else `$KUBECONFIG`/`~/.kube/config`).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Publish the evidence this often (when it changed).
+    /// Publish the evidence this often (when it changed) and renew the node's liveness Lease.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     publish_interval: Duration,
+    /// The namespace of the liveness Leases (the agent's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = probe_agent::k8s::liveness::DEFAULT_NAMESPACE)]
+    lease_namespace: String,
     /// Re-read the API server's addresses this often (also on changes).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     targets_refresh: Duration,
@@ -52,6 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = RunConfig {
         watch: args.agent.config(Some(args.node_name)),
         publish_interval: args.publish_interval,
+        lease_namespace: args.lease_namespace,
         targets_refresh: args.targets_refresh,
         http_addr: Some(args.http_addr),
     };

@@ -5,8 +5,10 @@
 pub mod automount;
 pub mod crd;
 pub mod endpoints;
+pub mod liveness;
 pub mod owners;
 pub mod podinfo;
+pub mod revision;
 pub mod workloads;
 
 /// Whether a kube error is the API server saying it does not serve that resource (an older

@@ -13,6 +13,7 @@ use k8s_openapi::{
 };
 use kube::{Api, Client};
 
+use super::revision;
 use crate::evidence::Workload;
 
 /// The controlling owner reference of an object (the first owner when none is marked).
@@ -30,6 +31,8 @@ const INTERMEDIATE: [&str; 2] = ["ReplicaSet", "Job"];
 #[derive(Debug, Default, Clone)]
 pub struct OwnerIndex {
     owners: HashMap<(String, String, String), Option<OwnerReference>>,
+    /// Pod-template fingerprints of Jobs, by (namespace, name): a Job pod's revision.
+    job_templates: HashMap<(String, String), String>,
 }
 
 impl OwnerIndex {
@@ -37,6 +40,29 @@ impl OwnerIndex {
         if let Some(name) = &meta.name {
             self.owners.insert((kind.to_owned(), namespace.to_owned(), name.clone()), controller_of(meta).cloned());
         }
+    }
+
+    /// Indexes a Job: its owner and its pod template's fingerprint.
+    pub fn insert_job(&mut self, job: &Job) {
+        let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+        self.insert("Job", namespace, &job.metadata);
+        if let (Some(name), Some(spec)) = (&job.metadata.name, job.spec.as_ref().and_then(|s| s.template.spec.as_ref()))
+        {
+            self.job_templates.insert((namespace.to_owned(), name.clone()), revision::template_fingerprint(spec));
+        }
+    }
+
+    /// The pod template revision a pod was made from (see [`revision`]): its controller's label,
+    /// or its Job's template fingerprint. `None` for bare pods, unknown owners and Jobs not
+    /// indexed.
+    #[must_use]
+    pub fn revision(&self, pod: &Pod) -> Option<String> {
+        let owner = controller_of(&pod.metadata)?;
+        if owner.kind == "Job" {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            return self.job_templates.get(&(namespace, owner.name.clone())).cloned();
+        }
+        revision::label_revision(pod, &owner.kind)
     }
 
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Option<OwnerReference>> {
@@ -79,7 +105,13 @@ pub async fn resolve_live(client: &Client, index: &mut OwnerIndex, pod: &Pod) ->
             "ReplicaSet" => {
                 Api::<ReplicaSet>::namespaced(client.clone(), &namespace).get_opt(&name).await?.map(|o| o.metadata)
             }
-            _ => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&name).await?.map(|o| o.metadata),
+            _ => match Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&name).await? {
+                Some(job) => {
+                    index.insert_job(&job);
+                    return Ok(index.workload(pod));
+                }
+                None => None,
+            },
         };
         let meta = meta.unwrap_or_else(|| ObjectMeta { name: Some(name), ..ObjectMeta::default() });
         index.insert(&kind, &namespace, &meta);

@@ -24,6 +24,10 @@ pub struct PodInfo {
     pub name: String,
     pub service_account: Option<String>,
     pub workload: Option<Workload>,
+    /// The pod template revision it was made from (see [`super::revision`]).
+    pub revision: Option<String>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` (as the status says).
+    pub phase: Option<String>,
     /// By container id (without the `containerd://` prefix).
     pub containers: HashMap<String, ContainerMeta>,
     /// The automount volume the spec has (`kube-api-access-*`), if any.
@@ -48,9 +52,9 @@ fn started_at(status: &ContainerStatus) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(time.0.as_second()).ok()
 }
 
-/// Distils a pod; `None` without a UID.
+/// Distils a pod, with what the owner chain said of it; `None` without a UID.
 #[must_use]
-pub fn pod_info(pod: &Pod, workload: Option<Workload>) -> Option<PodInfo> {
+pub fn pod_info(pod: &Pod, workload: Option<Workload>, revision: Option<String>) -> Option<PodInfo> {
     let uid = pod.metadata.uid.clone()?;
     let mut containers = HashMap::new();
     if let Some(status) = &pod.status {
@@ -70,6 +74,8 @@ pub fn pod_info(pod: &Pod, workload: Option<Workload>) -> Option<PodInfo> {
         name: pod.metadata.name.clone().unwrap_or_default(),
         service_account: pod.spec.as_ref().map(|s| s.service_account_name.clone().unwrap_or_else(|| "default".into())),
         workload,
+        revision,
+        phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
         containers,
         automount_volume: automount::automount_volume(pod).map(|v| v.name.clone()),
         other_token_volumes: automount::other_token_volumes(pod).into_iter().map(str::to_owned).collect(),
@@ -106,7 +112,11 @@ mod tests {
             }
         }))
         .unwrap();
-        let info = pod_info(&pod, Some(Workload { kind: "Deployment".into(), name: "web".into() })).unwrap();
+        let info =
+            pod_info(&pod, Some(Workload { kind: "Deployment".into(), name: "web".into() }), Some("7d9f".into()))
+                .unwrap();
+        assert_eq!(info.revision.as_deref(), Some("7d9f"));
+        assert_eq!(info.phase, None);
         assert_eq!(info.service_account.as_deref(), Some("web"));
         assert_eq!(info.containers["aaa"].name, "app");
         assert_eq!(info.containers["aaa"].started_at.map(OffsetDateTime::unix_timestamp), Some(1_795_867_200));

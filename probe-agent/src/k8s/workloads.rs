@@ -16,22 +16,29 @@ pub enum CronJobVersion {
     V1beta1,
 }
 
-/// A `CronJob` as tokenprobe needs it: identity and the pod template's automount field.
+/// A `CronJob` as tokenprobe needs it: identity and what its pod template says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronJobLite {
     pub metadata: ObjectMeta,
     pub service_account: Option<String>,
     pub automount: Option<bool>,
+    /// Fingerprint of `jobTemplate.spec.template.spec`: the revision of the Jobs it makes now.
+    pub template_fingerprint: Option<String>,
+    /// The pod template declares exec probes or exec lifecycle hooks.
+    pub exec_hooks: bool,
 }
 
 /// A CronJob from its metadata and `spec` JSON (either API version).
 #[must_use]
 pub fn cronjob_from_json(metadata: ObjectMeta, spec: &serde_json::Value) -> CronJobLite {
     let pod_spec = &spec["jobTemplate"]["spec"]["template"]["spec"];
+    let typed: Option<k8s_openapi::api::core::v1::PodSpec> = serde_json::from_value(pod_spec.clone()).ok();
     CronJobLite {
         metadata,
         service_account: pod_spec["serviceAccountName"].as_str().map(str::to_owned),
         automount: pod_spec["automountServiceAccountToken"].as_bool(),
+        template_fingerprint: typed.as_ref().map(super::revision::template_fingerprint),
+        exec_hooks: typed.as_ref().is_some_and(super::revision::declares_exec_hooks),
     }
 }
 
@@ -99,6 +106,8 @@ mod tests {
         let c = cronjob_from_json(ObjectMeta { name: Some("b".into()), ..ObjectMeta::default() }, &spec);
         assert_eq!(c.service_account.as_deref(), Some("backup"));
         assert_eq!(c.automount, Some(false));
+        assert!(c.template_fingerprint.as_deref().is_some_and(|f| f.starts_with("tpl-")));
+        assert!(!c.exec_hooks);
         assert_eq!(cronjob_from_json(ObjectMeta::default(), &json!({})).automount, None);
     }
 }

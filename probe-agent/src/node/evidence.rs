@@ -109,6 +109,8 @@ impl Node {
             container: meta.map(|m| m.name.clone()),
             service_account: pod.and_then(|p| p.service_account.clone()),
             workload: pod.and_then(|p| p.workload.clone()),
+            revision: pod.and_then(|p| p.revision.clone()),
+            pod_phase: pod.and_then(|p| p.phase.clone()),
             reads: Reads::default(),
             api_connects: 0,
             exec_reads: Reads::default(),

@@ -162,6 +162,8 @@ fn pod_metadata_enriches_and_sandboxes_are_left_out() {
             name: "web-1".into(),
             service_account: Some("web".into()),
             workload: Some(Workload { kind: "Deployment".into(), name: "web".into() }),
+            revision: Some("7d9f".into()),
+            phase: Some("Running".into()),
             containers: [("aaaa".to_owned(), ContainerMeta { name: "app".into(), started_at: Some(started) })].into(),
             // The spec says the automount volume is `b`; `a` only looks like one.
             automount_volume: Some("kube-api-access-b".into()),

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+    apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet},
     batch::v1::Job,
+    coordination::v1::Lease,
     core::v1::{Pod, ServiceAccount},
 };
 use serde::de::DeserializeOwned;
@@ -29,6 +30,21 @@ pub struct Inputs {
     pub stateful_sets: Vec<StatefulSet>,
     pub daemon_sets: Vec<DaemonSet>,
     pub cron_jobs: Vec<CronJobLite>,
+    /// Tell a `DaemonSet`'s current pod template revision.
+    pub controller_revisions: Vec<ControllerRevision>,
+    /// The agents' liveness Leases (those labelled as the agent's; others are ignored).
+    pub leases: Vec<Lease>,
+}
+
+impl Inputs {
+    /// The newest report among the inputs: the latest `generatedAt` or Lease renewal (offline,
+    /// the planner's "now" unless `--now` is given).
+    #[must_use]
+    pub fn newest_report(&self) -> Option<time::OffsetDateTime> {
+        let generated = self.evidence.iter().filter_map(|e| e.agent.generated_at);
+        let renewed = self.leases.iter().filter_map(crate::k8s::liveness::read).map(|l| l.renewed);
+        generated.chain(renewed).max()
+    }
 }
 
 /// A file that cannot be used, said plainly.
@@ -128,6 +144,14 @@ pub fn parse_objects(file: &str, text: &str, inputs: &mut Inputs) -> Result<usiz
             "Deployment" => inputs.deployments.push(typed(file, &kind, v)?),
             "StatefulSet" => inputs.stateful_sets.push(typed(file, &kind, v)?),
             "DaemonSet" => inputs.daemon_sets.push(typed(file, &kind, v)?),
+            "ControllerRevision" => inputs.controller_revisions.push(typed(file, &kind, v)?),
+            "Lease" if api_version.starts_with("coordination.k8s.io/") => {
+                let lease: Lease = typed(file, &kind, v)?;
+                if crate::k8s::liveness::read(&lease).is_none() {
+                    continue;
+                }
+                inputs.leases.push(lease);
+            }
             "CronJob" if api_version.starts_with("batch/") => {
                 let metadata = typed(file, "CronJob metadata", v.get("metadata").cloned().unwrap_or_default())?;
                 inputs

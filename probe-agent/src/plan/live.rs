@@ -1,14 +1,15 @@
 //! Reading the planner's inputs from the cluster, with progress on stderr.
 
 use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+    apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet},
     batch::v1::Job,
+    coordination::v1::Lease,
     core::v1::{Pod, ServiceAccount},
 };
 use kube::{Api, Client, api::ListParams};
 
 use super::Inputs;
-use crate::k8s::{crd::NodeTokenEvidence, workloads::list_cronjobs};
+use crate::k8s::{crd::NodeTokenEvidence, liveness, workloads::list_cronjobs};
 
 async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
 where
@@ -35,15 +36,34 @@ where
     }
 }
 
+const STEPS: usize = 11;
+
 fn progress(step: usize, what: &str, count: usize) {
-    eprintln!("tokenprobe: [{step}/9] {count} {what}");
+    eprintln!("tokenprobe: [{step}/{STEPS}] {count} {what}");
 }
 
-/// Reads evidence and objects (all namespaces, or one).
+/// The agents' liveness Leases in `namespace`. Without them (no agent Lease yet, or no right to
+/// read them) each node is judged by its evidence's `generatedAt`, and the verdicts say so.
+async fn leases(client: &Client, namespace: &str) -> Vec<Lease> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}={}", liveness::LEASE_LABEL, liveness::LEASE_LABEL_VALUE);
+    match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            eprintln!(
+                "tokenprobe: cannot read the agents' liveness Leases in namespace {namespace} ({e}); judging nodes by their evidence's generatedAt"
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Reads evidence and objects (all namespaces, or one), and the agents' Leases from
+/// `agent_namespace`.
 ///
 /// # Errors
 /// API errors (a missing CRD says so).
-pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Inputs, kube::Error> {
+pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &str) -> Result<Inputs, kube::Error> {
     let mut inputs = Inputs::default();
     let evidence: Api<NodeTokenEvidence> = Api::all(client.clone());
     let objects = evidence.list(&ListParams::default()).await?;
@@ -65,5 +85,9 @@ pub async fn load(client: &Client, namespace: Option<&str>) -> Result<Inputs, ku
     progress(8, "daemon sets", inputs.daemon_sets.len());
     inputs.cron_jobs = list_cronjobs(client, namespace).await?.0;
     progress(9, "cron jobs", inputs.cron_jobs.len());
+    inputs.controller_revisions = list::<ControllerRevision>(client, namespace).await?;
+    progress(10, "controller revisions", inputs.controller_revisions.len());
+    inputs.leases = leases(client, agent_namespace).await;
+    progress(11, "agent leases", inputs.leases.len());
     Ok(inputs)
 }

@@ -1,15 +1,41 @@
-//! The planner's view of the cluster: workloads with their pod template setting, their current
-//! pods, and the evidence of every container that ran for them.
+//! The planner's view of the cluster: workloads with their pod template setting and current
+//! revision, their current pods and the containers those run, the evidence of every container
+//! that ran for them (with the node that reported it), the nodes' agents and when each last
+//! proved alive, and the use by workloads that no longer exist.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::{
+    api::core::v1::{Pod, PodSpec},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use time::OffsetDateTime;
 
 use super::{Inputs, WorkloadRef};
 use crate::{
     evidence::{AgentInfo, ContainerEvidence, RetiredTotals},
-    k8s::{automount, owners::OwnerIndex},
+    k8s::{
+        automount, liveness,
+        owners::{OwnerIndex, controller_of},
+        podinfo::container_id,
+        revision::{self, CONTROLLER_REVISION_HASH, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH},
+    },
 };
+
+/// An evidence entry and the node whose agent reported it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry<'a> {
+    pub node: &'a str,
+    pub e: &'a ContainerEvidence,
+}
+
+/// A container a current pod runs or ran, as its status says.
+#[derive(Debug, Clone)]
+pub(super) struct Expected {
+    pub name: String,
+    /// The current instance's container id; `None` while it has not started.
+    pub id: Option<String>,
+}
 
 /// A current pod of a workload.
 #[derive(Debug, Clone)]
@@ -17,10 +43,33 @@ pub(super) struct PodView<'a> {
     pub name: String,
     pub node: Option<String>,
     pub has_automount_volume: bool,
-    /// Names of its (regular) containers.
-    pub containers: Vec<String>,
-    /// Evidence entries of its containers (init containers included).
-    pub entries: Vec<&'a ContainerEvidence>,
+    pub phase: Option<String>,
+    /// Its pod template revision (see [`crate::k8s::revision`]).
+    pub revision: Option<String>,
+    /// Regular containers. `None`: the pod has no status to tell (offline inputs without it):
+    /// the spec's names are matched instead.
+    pub containers: Option<Vec<Expected>>,
+    pub spec_containers: Vec<String>,
+    /// Evidence entries of its containers, from any node.
+    pub entries: Vec<Entry<'a>>,
+}
+
+impl PodView<'_> {
+    /// Entries from the pod's own node (only those may say "not used").
+    pub fn own_entries(&self) -> impl Iterator<Item = &Entry<'_>> {
+        self.entries.iter().filter(|en| Some(en.node) == self.node.as_deref())
+    }
+}
+
+/// Which pod template revision is the workload's current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Revision {
+    Known(String),
+    /// Kinds without a revision (bare pods, controllers tokenprobe does not know): only the
+    /// current pods are the current template.
+    EachPod,
+    /// It cannot be told (the reason says why).
+    Unknown(String),
 }
 
 /// A workload and everything known about it.
@@ -32,41 +81,85 @@ pub(super) struct WorkloadView<'a> {
     pub service_account: String,
     /// Replicas the object asks for (`None`: unknown, count the pods).
     pub expected_replicas: Option<u64>,
+    pub current: Revision,
+    /// The pod template (or a current pod) declares exec probes or exec lifecycle hooks.
+    pub exec_hooks: bool,
     pub pods: Vec<PodView<'a>>,
     /// Entries of containers of pods that no longer exist (earlier replicas, finished runs).
-    pub past: Vec<&'a ContainerEvidence>,
-    pub retired: Vec<&'a RetiredTotals>,
+    pub past: Vec<Entry<'a>>,
+    pub retired: Vec<(&'a str, &'a RetiredTotals)>,
+}
+
+impl WorkloadView<'_> {
+    /// Whether a revision is the current template's (`current_pod`: it is a current pod's).
+    pub fn is_current(&self, revision: Option<&str>, current_pod: bool) -> bool {
+        match &self.current {
+            Revision::Known(r) => revision == Some(r.as_str()),
+            Revision::EachPod => current_pod,
+            Revision::Unknown(_) => false,
+        }
+    }
+}
+
+/// A node's agent and when it last proved alive.
+#[derive(Debug, Clone)]
+pub(super) struct NodeView<'a> {
+    pub agent: &'a AgentInfo,
+    /// The Lease's renewal, else the evidence's `generatedAt`.
+    pub last_report: Option<OffsetDateTime>,
+    pub from_lease: bool,
+    /// How long a report holds.
+    pub valid_seconds: u64,
+}
+
+/// Evidence of a workload that no longer exists, by the `ServiceAccount` it ran under.
+#[derive(Debug, Clone)]
+pub(super) struct GoneEntry<'a> {
+    pub node: &'a str,
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+    pub workload: String,
+    pub container: &'a str,
+    pub token_reads: u64,
+    pub api_connects: u64,
+    pub file_reads: u64,
+    pub exec: u64,
+    pub last_seen: Option<OffsetDateTime>,
 }
 
 pub(super) struct Model<'a> {
     pub workloads: BTreeMap<WorkloadRef, WorkloadView<'a>>,
     /// (namespace, name) → the ServiceAccount's field; present for every known ServiceAccount.
     pub service_accounts: BTreeMap<(String, String), Option<bool>>,
-    /// Agent header per node.
-    pub agents: HashMap<String, &'a AgentInfo>,
+    pub nodes: HashMap<&'a str, NodeView<'a>>,
+    /// Entries and retired totals of workloads not among the current ones.
+    pub gone: Vec<GoneEntry<'a>>,
 }
 
-fn template(spec: Option<&PodSpec>) -> (Option<bool>, String) {
-    (
-        spec.and_then(|s| s.automount_service_account_token),
-        spec.and_then(|s| s.service_account_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into()),
-    )
+fn service_account_of(spec: Option<&PodSpec>) -> String {
+    spec.and_then(|s| s.service_account_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into())
 }
 
-fn view(workload: WorkloadRef, spec: Option<&PodSpec>, expected: Option<u64>) -> WorkloadView<'static> {
-    let (template_field, service_account) = template(spec);
+fn view(
+    workload: WorkloadRef,
+    spec: Option<&PodSpec>,
+    expected: Option<u64>,
+    current: Revision,
+) -> WorkloadView<'static> {
     WorkloadView {
         workload,
-        template_field,
-        service_account,
+        template_field: spec.and_then(|s| s.automount_service_account_token),
+        service_account: service_account_of(spec),
         expected_replicas: expected,
+        current,
+        exec_hooks: spec.is_some_and(revision::declares_exec_hooks),
         pods: Vec::new(),
         past: Vec::new(),
         retired: Vec::new(),
     }
 }
 
-fn namespaced(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, kind: &str) -> WorkloadRef {
+fn namespaced(meta: &ObjectMeta, kind: &str) -> WorkloadRef {
     WorkloadRef {
         namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
         kind: kind.to_owned(),
@@ -78,111 +171,211 @@ fn replicas(r: Option<i32>) -> Option<u64> {
     u64::try_from(r.unwrap_or(1)).ok()
 }
 
+fn label<'m>(meta: &'m ObjectMeta, key: &str) -> Option<&'m str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Whether `meta`'s controller is the `kind` named like `owner`.
+fn owned_by(meta: &ObjectMeta, kind: &str, owner: &ObjectMeta) -> bool {
+    meta.namespace == owner.namespace
+        && controller_of(meta).is_some_and(|o| o.kind == kind && Some(&o.name) == owner.name.as_ref())
+}
+
+/// The one label value every current pod of a workload carries (for controllers whose status
+/// says the rollout is complete).
+fn sole_label(pods: &[&Pod], key: &str) -> Option<String> {
+    let values: BTreeSet<&str> = pods.iter().filter_map(|p| label(&p.metadata, key)).collect();
+    (values.len() == 1 && pods.iter().all(|p| label(&p.metadata, key).is_some()))
+        .then(|| values.into_iter().next().map(str::to_owned))
+        .flatten()
+}
+
+/// The current pods of each workload, by its reference (computed before the views, so the
+/// revision fallbacks can look at them).
+type PodsBy<'p> = HashMap<WorkloadRef, Vec<&'p Pod>>;
+
+fn deployment_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::Deployment, pods: &[&Pod]) -> Revision {
+    let newest = inputs
+        .replica_sets
+        .iter()
+        .filter(|rs| owned_by(&rs.metadata, "Deployment", &d.metadata))
+        .filter_map(|rs| {
+            let n: u64 = rs.metadata.annotations.as_ref()?.get(DEPLOYMENT_REVISION)?.parse().ok()?;
+            Some((n, label(&rs.metadata, POD_TEMPLATE_HASH)?))
+        })
+        .max_by_key(|(n, _)| *n);
+    if let Some((_, hash)) = newest {
+        return Revision::Known(hash.to_owned());
+    }
+    let status = d.status.as_ref();
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let settled = status.is_some_and(|s| {
+        s.observed_generation >= d.metadata.generation && s.updated_replicas == Some(want) && s.replicas == Some(want)
+    });
+    match sole_label(pods, POD_TEMPLATE_HASH) {
+        Some(hash) if settled => Revision::Known(hash),
+        _ => Revision::Unknown(
+            "cannot tell the Deployment's current pod template: no ReplicaSet of it with a revision in the inputs, and its status does not show a finished rollout".into(),
+        ),
+    }
+}
+
+fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSet, pods: &[&Pod]) -> Revision {
+    let newest = inputs
+        .controller_revisions
+        .iter()
+        .filter(|cr| owned_by(&cr.metadata, "DaemonSet", &d.metadata))
+        .filter_map(|cr| Some((cr.revision, label(&cr.metadata, CONTROLLER_REVISION_HASH)?)))
+        .max_by_key(|(n, _)| *n);
+    if let Some((_, hash)) = newest {
+        return Revision::Known(hash.to_owned());
+    }
+    let settled = d.status.as_ref().is_some_and(|s| {
+        s.observed_generation >= d.metadata.generation && s.updated_number_scheduled == Some(s.desired_number_scheduled)
+    });
+    match sole_label(pods, CONTROLLER_REVISION_HASH) {
+        Some(hash) if settled => Revision::Known(hash),
+        _ => Revision::Unknown(
+            "cannot tell the DaemonSet's current pod template: no ControllerRevision of it in the inputs, and its status does not show a finished rollout".into(),
+        ),
+    }
+}
+
+/// Expected containers of a pod from its status; `None` when it has none at all.
+fn expected_containers(pod: &Pod) -> Option<Vec<Expected>> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    Some(
+        statuses
+            .iter()
+            .map(|s| Expected {
+                name: s.name.clone(),
+                id: s.container_id.as_deref().filter(|id| !id.is_empty()).map(|id| container_id(id).to_owned()),
+            })
+            .collect(),
+    )
+}
+
 impl<'a> Model<'a> {
-    /// The workloads the objects declare, and the owner index of their intermediates.
-    fn declared(inputs: &'a Inputs) -> (BTreeMap<WorkloadRef, WorkloadView<'a>>, OwnerIndex) {
+    /// The workloads the objects declare.
+    fn declared(inputs: &'a Inputs, pods_by: &PodsBy<'a>) -> BTreeMap<WorkloadRef, WorkloadView<'a>> {
         let mut workloads: BTreeMap<WorkloadRef, WorkloadView<'a>> = BTreeMap::new();
+        let pods_of = |r: &WorkloadRef| pods_by.get(r).map(Vec::as_slice).unwrap_or_default();
         for d in &inputs.deployments {
             let r = namespaced(&d.metadata, "Deployment");
             let spec = d.spec.as_ref();
-            workloads.insert(
-                r.clone(),
-                view(r, spec.and_then(|s| s.template.spec.as_ref()), replicas(spec.and_then(|s| s.replicas))),
-            );
+            let current = deployment_revision(inputs, d, pods_of(&r));
+            let template = spec.and_then(|s| s.template.spec.as_ref());
+            workloads.insert(r.clone(), view(r, template, replicas(spec.and_then(|s| s.replicas)), current));
         }
         for s in &inputs.stateful_sets {
             let r = namespaced(&s.metadata, "StatefulSet");
             let spec = s.spec.as_ref();
-            workloads.insert(
-                r.clone(),
-                view(r, spec.and_then(|s| s.template.spec.as_ref()), replicas(spec.and_then(|s| s.replicas))),
+            let current = s.status.as_ref().and_then(|st| st.update_revision.clone()).map_or_else(
+                || {
+                    Revision::Unknown(
+                        "cannot tell the StatefulSet's current pod template: its status has no updateRevision".into(),
+                    )
+                },
+                Revision::Known,
             );
+            let template = spec.and_then(|s| s.template.spec.as_ref());
+            workloads.insert(r.clone(), view(r, template, replicas(spec.and_then(|s| s.replicas)), current));
         }
         for d in &inputs.daemon_sets {
             let r = namespaced(&d.metadata, "DaemonSet");
             let desired = d.status.as_ref().and_then(|s| u64::try_from(s.desired_number_scheduled).ok());
-            workloads.insert(r.clone(), view(r, d.spec.as_ref().and_then(|s| s.template.spec.as_ref()), desired));
+            let current = daemon_set_revision(inputs, d, pods_of(&r));
+            let template = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            workloads.insert(r.clone(), view(r, template, desired, current));
         }
         for c in &inputs.cron_jobs {
             let r = namespaced(&c.metadata, "CronJob");
-            let mut v = view(r.clone(), None, None);
+            let current = c
+                .template_fingerprint
+                .clone()
+                .map_or_else(|| Revision::Unknown("cannot read the CronJob's pod template".into()), Revision::Known);
+            let mut v = view(r.clone(), None, None, current);
             v.template_field = c.automount;
             v.service_account = c.service_account.clone().unwrap_or_else(|| "default".into());
+            v.exec_hooks = c.exec_hooks;
             workloads.insert(r, v);
         }
+        for j in &inputs.jobs {
+            let standalone = controller_of(&j.metadata).is_none_or(|o| o.kind != "CronJob");
+            if standalone {
+                let r = namespaced(&j.metadata, "Job");
+                let template = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+                let current = template.map_or_else(
+                    || Revision::Unknown("the Job has no pod template".into()),
+                    |t| Revision::Known(revision::template_fingerprint(t)),
+                );
+                workloads.entry(r.clone()).or_insert_with(|| view(r, template, None, current));
+            }
+        }
+        workloads
+    }
+
+    pub(super) fn build(inputs: &'a Inputs) -> Self {
         let mut owners = OwnerIndex::default();
         for rs in &inputs.replica_sets {
             owners.insert("ReplicaSet", rs.metadata.namespace.as_deref().unwrap_or_default(), &rs.metadata);
         }
         for j in &inputs.jobs {
-            owners.insert("Job", j.metadata.namespace.as_deref().unwrap_or_default(), &j.metadata);
-            let standalone = crate::k8s::owners::controller_of(&j.metadata).is_none_or(|o| o.kind != "CronJob");
-            if standalone {
-                let r = namespaced(&j.metadata, "Job");
-                workloads
-                    .entry(r.clone())
-                    .or_insert_with(|| view(r, j.spec.as_ref().and_then(|s| s.template.spec.as_ref()), None));
-            }
+            owners.insert_job(j);
         }
-        (workloads, owners)
-    }
+        let mut pods_by: PodsBy<'a> = HashMap::new();
+        for pod in inputs.pods.iter().filter(|p| p.metadata.uid.is_some()) {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            pods_by.entry(WorkloadRef::new(&namespace, &owners.workload(pod))).or_default().push(pod);
+        }
+        let mut workloads = Self::declared(inputs, &pods_by);
 
-    pub(super) fn build(inputs: &'a Inputs) -> Self {
-        let (mut workloads, owners) = Self::declared(inputs);
-        let mut by_uid: HashMap<&str, Vec<&'a ContainerEvidence>> = HashMap::new();
-        let mut agents = HashMap::new();
+        let nodes = nodes(inputs);
+        let mut by_uid: HashMap<&str, Vec<Entry<'a>>> = HashMap::new();
         for ev in &inputs.evidence {
-            agents.insert(ev.node.clone(), &ev.agent);
             for c in &ev.containers {
                 if let Some(uid) = c.pod_uid.as_deref() {
-                    by_uid.entry(uid).or_default().push(c);
+                    by_uid.entry(uid).or_default().push(Entry { node: &ev.node, e: c });
                 }
             }
         }
 
         let mut current: BTreeSet<&str> = BTreeSet::new();
-        for pod in &inputs.pods {
-            let Some(uid) = pod.metadata.uid.as_deref() else { continue };
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            let workload = owners.workload(pod);
-            let r = WorkloadRef::new(&namespace, &workload);
-            let spec = pod.spec.as_ref();
+        for (r, pods) in pods_by {
             let v = workloads.entry(r.clone()).or_insert_with(|| {
-                let expected = (workload.kind == "Pod").then_some(1);
-                view(r, spec, expected)
+                let spec = pods.first().and_then(|p| p.spec.as_ref());
+                let expected = (r.kind == "Pod").then_some(1);
+                // A ReplicaSet or Job standing for itself because it is missing from the inputs:
+                // the workload that owns it is unknown.
+                let current = match pods.iter().find_map(|p| owners.missing(p)) {
+                    Some((kind, name)) => Revision::Unknown(format!(
+                        "its {kind} {name} is not in the inputs: cannot tell which workload owns the pods, nor its current template"
+                    )),
+                    None => Revision::EachPod,
+                };
+                view(r, spec, expected, current)
             });
-            current.insert(uid);
-            v.pods.push(PodView {
-                name: pod.metadata.name.clone().unwrap_or_default(),
-                node: spec.and_then(|s| s.node_name.clone()),
-                has_automount_volume: automount::automount_volume(pod).is_some(),
-                containers: spec.map(|s| s.containers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
-                entries: by_uid.get(uid).cloned().unwrap_or_default(),
-            });
+            for pod in pods {
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                current.insert(uid);
+                let spec = pod.spec.as_ref();
+                v.exec_hooks |= spec.is_some_and(revision::declares_exec_hooks);
+                v.pods.push(PodView {
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    node: spec.and_then(|s| s.node_name.clone()),
+                    has_automount_volume: automount::automount_volume(pod).is_some(),
+                    phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
+                    revision: owners.revision(pod),
+                    containers: expected_containers(pod),
+                    spec_containers: spec
+                        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+                        .unwrap_or_default(),
+                    entries: by_uid.get(uid).cloned().unwrap_or_default(),
+                });
+            }
         }
 
-        // Containers of pods that are gone: earlier replicas, finished runs.
-        for (uid, entries) in &by_uid {
-            if current.contains(uid) {
-                continue;
-            }
-            for e in entries {
-                if let (Some(ns), Some(w)) = (&e.namespace, &e.workload)
-                    && let Some(v) = workloads.get_mut(&WorkloadRef::new(ns, w))
-                {
-                    v.past.push(e);
-                }
-            }
-        }
-        for ev in &inputs.evidence {
-            for r in &ev.retired {
-                if let (Some(ns), Some(w)) = (&r.namespace, &r.workload)
-                    && let Some(v) = workloads.get_mut(&WorkloadRef::new(ns, w))
-                {
-                    v.retired.push(r);
-                }
-            }
-        }
+        let gone = attach_past(inputs, &mut workloads, &by_uid, &current);
 
         let mut service_accounts = BTreeMap::new();
         for sa in &inputs.service_accounts {
@@ -191,7 +384,7 @@ impl<'a> Model<'a> {
                 sa.automount_service_account_token,
             );
         }
-        Self { workloads, service_accounts, agents }
+        Self { workloads, service_accounts, nodes, gone }
     }
 
     /// The ServiceAccount field a workload follows (`None`: unset or the SA is unknown).
@@ -203,4 +396,107 @@ impl<'a> Model<'a> {
     pub(super) fn effective(&self, v: &WorkloadView<'_>) -> bool {
         v.template_field.or_else(|| self.service_account_field(v)).unwrap_or(true)
     }
+}
+
+/// Each node's agent and when it last proved alive: its Lease when there is one, else its
+/// evidence's `generatedAt`.
+fn nodes(inputs: &Inputs) -> HashMap<&str, NodeView<'_>> {
+    let mut nodes: HashMap<&str, NodeView<'_>> = HashMap::new();
+    for ev in &inputs.evidence {
+        let interval = ev.agent.publish_interval_seconds.unwrap_or(60);
+        nodes.insert(
+            ev.node.as_str(),
+            NodeView {
+                agent: &ev.agent,
+                last_report: ev.agent.generated_at,
+                from_lease: false,
+                valid_seconds: interval.saturating_mul(liveness::STALE_AFTER_INTERVALS),
+            },
+        );
+    }
+    for live in inputs.leases.iter().filter_map(liveness::read) {
+        if let Some(n) = nodes.get_mut(live.node.as_str()) {
+            n.last_report = Some(live.renewed);
+            n.from_lease = true;
+            n.valid_seconds = live.valid_seconds;
+        }
+    }
+    nodes
+}
+
+/// Attaches containers of pods that are gone (earlier replicas, finished runs) and retired
+/// totals to their workloads; returns those of workloads that are gone too.
+fn attach_past<'a>(
+    inputs: &'a Inputs,
+    workloads: &mut BTreeMap<WorkloadRef, WorkloadView<'a>>,
+    by_uid: &HashMap<&str, Vec<Entry<'a>>>,
+    current: &BTreeSet<&str>,
+) -> Vec<GoneEntry<'a>> {
+    let mut gone = Vec::new();
+    for (uid, entries) in by_uid {
+        if current.contains(uid) {
+            continue;
+        }
+        for en in entries {
+            let attached = match (&en.e.namespace, &en.e.workload) {
+                (Some(ns), Some(w)) => workloads.get_mut(&WorkloadRef::new(ns, w)),
+                _ => None,
+            };
+            match attached {
+                Some(v) => v.past.push(*en),
+                None => gone.extend(gone_entry(en.node, en.e)),
+            }
+        }
+    }
+    for ev in &inputs.evidence {
+        for r in &ev.retired {
+            let attached = match (&r.namespace, &r.workload) {
+                (Some(ns), Some(w)) => workloads.get_mut(&WorkloadRef::new(ns, w)),
+                _ => None,
+            };
+            match attached {
+                Some(v) => v.retired.push((ev.node.as_str(), r)),
+                None => gone.extend(gone_retired(&ev.node, r)),
+            }
+        }
+    }
+    gone
+}
+
+fn workload_name(w: Option<&crate::evidence::Workload>, pod: Option<&str>) -> String {
+    match (w, pod) {
+        (Some(w), _) => format!("{}/{}", w.kind.to_ascii_lowercase(), w.name),
+        (None, Some(p)) => format!("pod/{p} (owner unknown)"),
+        (None, None) => "an unknown workload".into(),
+    }
+}
+
+fn gone_entry<'a>(node: &'a str, e: &'a ContainerEvidence) -> Option<GoneEntry<'a>> {
+    Some(GoneEntry {
+        node,
+        namespace: e.namespace.as_deref()?,
+        service_account: e.service_account.as_deref()?,
+        workload: workload_name(e.workload.as_ref(), e.pod.as_deref()),
+        container: e.container.as_deref().unwrap_or("?"),
+        token_reads: e.reads.token,
+        api_connects: e.api_connects,
+        file_reads: e.reads.ca_crt + e.reads.namespace + e.reads.other,
+        exec: e.exec_reads.total() + e.exec_api_connects,
+        last_seen: e.last_seen,
+    })
+}
+
+fn gone_retired<'a>(node: &'a str, r: &'a RetiredTotals) -> Option<GoneEntry<'a>> {
+    Some(GoneEntry {
+        node,
+        namespace: r.namespace.as_deref()?,
+        service_account: r.service_account.as_deref()?,
+        workload: workload_name(r.workload.as_ref(), None),
+        container: r.container.as_deref().unwrap_or("?"),
+        token_reads: r.reads.token,
+        api_connects: r.api_connects,
+        file_reads: r.reads.ca_crt + r.reads.namespace + r.reads.other,
+        exec: r.exec_reads.total() + r.exec_api_connects,
+        last_seen: r.last_seen,
+    })
 }

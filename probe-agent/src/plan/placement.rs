@@ -57,7 +57,8 @@ pub(super) fn changes(
         if safe.is_empty() {
             continue;
         }
-        if !undecided && pinnable {
+        // Gone workloads that used the token cannot be pinned: the ServiceAccount keeps it.
+        if !undecided && pinnable && sa.gone_users.is_empty() {
             unit += 1;
             for u in &users {
                 out.push(Change {

@@ -1,202 +1,404 @@
-//! The verdicts (DESIGN.md, "Planner").
+//! The verdicts. `safe-to-disable` needs proof: every current pod of the current template
+//! seen from its start on a node whose agent is alive, loss-free and able to see, for long
+//! enough, and no use anywhere — current pods, earlier pods and revisions, retired totals. What
+//! is missing is said in the reasons, and the verdict is then `insufficient-evidence`.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use time::OffsetDateTime;
 
 use super::{
-    ContainerUse, Policy, ServiceAccountReport, Verdict, WorkloadRef, WorkloadReport, human,
-    model::{Model, WorkloadView},
+    ContainerUse, GoneUse, Policy, ServiceAccountReport, Verdict, WorkloadRef, WorkloadReport, human,
+    model::{Entry, Model, PodView, Revision, WorkloadView},
 };
-use crate::evidence::ContainerEvidence;
+use crate::evidence::finished;
 
-/// Usage per container name, over current and past containers and retired totals.
+fn new_use(name: &str) -> ContainerUse {
+    ContainerUse {
+        container: name.to_owned(),
+        token_reads: 0,
+        api_connects: 0,
+        volume_file_reads: 0,
+        exec_reads: 0,
+        exec_api_connects: 0,
+    }
+}
+
+/// Usage per container name, over current and past containers (every revision, every node)
+/// and retired totals: use is never discounted.
 fn usage(v: &WorkloadView<'_>) -> Vec<ContainerUse> {
     let mut by_name: BTreeMap<String, ContainerUse> = BTreeMap::new();
-    let mut add = |name: &str, token: u64, connects: u64, files: u64, exec: u64, exec_connects: u64| {
-        let u = by_name.entry(name.to_owned()).or_insert_with(|| ContainerUse {
-            container: name.to_owned(),
-            token_reads: 0,
-            api_connects: 0,
-            volume_file_reads: 0,
-            exec_reads: 0,
-            exec_api_connects: 0,
-        });
-        u.token_reads += token;
-        u.api_connects += connects;
-        u.volume_file_reads += files;
-        u.exec_reads += exec;
-        u.exec_api_connects += exec_connects;
-    };
-    let entries = v.pods.iter().flat_map(|p| p.entries.iter()).chain(v.past.iter());
+    let entries = v.pods.iter().flat_map(|p| p.entries.iter()).chain(v.past.iter()).map(|en| en.e);
     for e in entries {
         let name = e.container.as_deref().unwrap_or("?");
-        add(
-            name,
-            e.reads.token,
-            e.api_connects,
-            e.reads.ca_crt + e.reads.namespace + e.reads.other,
-            e.exec_reads.total(),
-            e.exec_api_connects,
-        );
+        let u = by_name.entry(name.to_owned()).or_insert_with(|| new_use(name));
+        u.token_reads += e.reads.token;
+        u.api_connects += e.api_connects;
+        u.volume_file_reads += e.reads.ca_crt + e.reads.namespace + e.reads.other;
+        u.exec_reads += e.exec_reads.total();
+        u.exec_api_connects += e.exec_api_connects;
     }
-    for r in &v.retired {
+    for (_, r) in &v.retired {
         let name = r.container.as_deref().unwrap_or("?");
-        add(
-            name,
-            r.reads.token,
-            r.api_connects,
-            r.reads.ca_crt + r.reads.namespace + r.reads.other,
-            r.exec_reads.total(),
-            r.exec_api_connects,
-        );
+        let u = by_name.entry(name.to_owned()).or_insert_with(|| new_use(name));
+        u.token_reads += r.reads.token;
+        u.api_connects += r.api_connects;
+        u.volume_file_reads += r.reads.ca_crt + r.reads.namespace + r.reads.other;
+        u.exec_reads += r.exec_reads.total();
+        u.exec_api_connects += r.exec_api_connects;
     }
     by_name.into_values().collect()
 }
 
-/// Whether every regular container of a pod has evidence.
-fn pod_seen(containers: &[String], entries: &[&ContainerEvidence]) -> bool {
-    !containers.is_empty() && containers.iter().all(|c| entries.iter().any(|e| e.container.as_deref() == Some(c)))
+/// What a node's agent could not vouch for. `missing` makes non-use evidence from it
+/// insufficient; `caveats` are blind spots accepted by a flag, stated in the reasons.
+#[derive(Debug, Default)]
+struct NodeFindings {
+    missing: BTreeSet<String>,
+    caveats: BTreeSet<String>,
 }
 
-fn earliest_observation(v: &WorkloadView<'_>) -> Option<OffsetDateTime> {
-    let entries = v.pods.iter().flat_map(|p| p.entries.iter()).chain(v.past.iter()).filter_map(|e| e.observed_since);
-    entries.chain(v.retired.iter().filter_map(|r| r.observed_since)).min()
-}
-
-/// What keeps the evidence of a (non-using) workload from being sufficient.
-fn gaps_in_evidence(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> (Vec<String>, u64, u64) {
-    let mut missing = Vec::new();
-    let (expected, seen) = if v.workload.runs_to_completion() {
-        // Runs: finished or current pods whose containers were all observed from their start.
-        let current_runs = v.pods.iter().filter(|p| {
-            pod_seen(&p.containers, &p.entries) && p.entries.iter().all(|e| e.observed_from_start == Some(true))
-        });
-        let mut past_pods: BTreeMap<&str, bool> = BTreeMap::new();
-        for e in &v.past {
-            let ok = e.observed_from_start == Some(true);
-            let slot = past_pods.entry(e.pod_uid.as_deref().unwrap_or("?")).or_insert(true);
-            *slot &= ok;
+/// The blind spots of a node's hooks (apply to every entry it reported).
+fn blind_spots(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFindings) {
+    let Some(n) = model.nodes.get(node) else {
+        out.missing.insert(format!("no evidence from node {node} (no agent there, or it never published)"));
+        return;
+    };
+    let agent = n.agent;
+    if agent.map_full > 0 {
+        out.missing.insert(format!(
+            "the agent on node {node} lost events (drops {}, counter map full {})",
+            agent.drops, agent.map_full
+        ));
+    }
+    match agent.hooks.file_open.as_deref() {
+        None => {
+            out.missing
+                .insert(format!("the agent on node {node} has no file-open hook: token reads there were not seen"));
         }
-        let retired: u64 = v.retired.iter().map(|r| r.observed_from_start).sum();
-        let runs = current_runs.count() as u64 + past_pods.values().filter(|ok| **ok).count() as u64 + retired;
+        Some("tracepoint") => {
+            let spot = format!(
+                "node {node} watches file opens in tracepoint mode, blind to opens through io_uring, by 32-bit syscalls and through file descriptors received from other processes"
+            );
+            if policy.accept_tracepoint {
+                out.caveats.insert(format!("{spot} (accepted by --accept-tracepoint-mode)"));
+            } else {
+                out.missing.insert(format!("{spot}; --accept-tracepoint-mode accepts that"));
+            }
+        }
+        Some(_) => {}
+    }
+    if agent.hooks.connect.is_none() {
+        out.missing.insert(format!("the agent on node {node} has no connect hook: API connects there were not seen"));
+    } else if agent.targets.is_empty() {
+        out.missing.insert(format!(
+            "the agent on node {node} watches no API server address: API connects there were not seen"
+        ));
+    }
+    if !agent.targets_not_watched.is_empty() {
+        out.missing.insert(format!(
+            "the agent on node {node} could not watch API server address(es) {}: connects to them were not seen",
+            agent.targets_not_watched.join(", ")
+        ));
+    }
+}
+
+/// Findings for a node that runs current pods: besides its blind spots, it must be alive and
+/// must not have lost first-seen notices.
+fn current_node(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFindings) {
+    blind_spots(model, node, policy, out);
+    let Some(n) = model.nodes.get(node) else { return };
+    if n.agent.drops > 0 && n.agent.map_full == 0 {
+        out.missing
+            .insert(format!("the agent on node {node} lost events (drops {}, counter map full 0)", n.agent.drops));
+    }
+    let how = if n.from_lease { "" } else { " (no liveness Lease for it: judged by its evidence's generatedAt)" };
+    match n.last_report {
+        Some(t) if Duration::try_from(policy.now - t).unwrap_or_default() > Duration::from_secs(n.valid_seconds) => {
+            out.missing.insert(format!(
+                "agent on node {node} last reported {} ago{how}: its pods are unobserved since",
+                human(Duration::try_from(policy.now - t).unwrap_or_default())
+            ));
+        }
+        Some(_) => {}
+        None => {
+            out.missing.insert(format!("agent on node {node} never said when it reported{how}"));
+        }
+    }
+}
+
+/// Whether non-use reported by `node` may be relied on for past containers.
+fn trusted(model: &Model<'_>, node: &str, policy: &Policy) -> bool {
+    let mut f = NodeFindings::default();
+    blind_spots(model, node, policy, &mut f);
+    f.missing.is_empty()
+}
+
+/// The entries standing for a current pod's containers now, from its own node: per expected
+/// container its current instance (by container id), or — without a status — by name.
+/// `Err` says what is missing.
+fn current_instances<'p>(p: &'p PodView<'_>) -> Result<Vec<Entry<'p>>, String> {
+    let Some(node) = p.node.as_deref() else { return Err(format!("pod {} is not scheduled to a node", p.name)) };
+    let own: Vec<Entry<'_>> = p.own_entries().copied().collect();
+    let mut out = Vec::new();
+    match &p.containers {
+        Some(expected) if expected.is_empty() => return Err(format!("pod {} has not started", p.name)),
+        Some(expected) => {
+            for c in expected {
+                let Some(id) = &c.id else { return Err(format!("{}/{} has not started", p.name, c.name)) };
+                match own.iter().find(|en| en.e.container_id.as_deref() == Some(id.as_str())) {
+                    Some(en) => out.push(*en),
+                    None => return Err(format!("no evidence for {}/{} from node {node}", p.name, c.name)),
+                }
+            }
+        }
+        None => {
+            if p.spec_containers.is_empty() {
+                return Err(format!("pod {} has no containers to observe", p.name));
+            }
+            for name in &p.spec_containers {
+                match own.iter().find(|en| en.e.container.as_deref() == Some(name.as_str())) {
+                    Some(en) => out.push(*en),
+                    None => return Err(format!("no evidence for {}/{name} from node {node}", p.name)),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a pod counts as seen: every current container instance seen from its start.
+fn covered(p: &PodView<'_>) -> bool {
+    current_instances(p).is_ok_and(|es| es.iter().all(|en| en.e.observed_from_start == Some(true)))
+}
+
+/// Runs of the current template observed from start: pods (current, past, retired) that ran to
+/// completion with every container observed from its start.
+fn runs(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> u64 {
+    let current = v
+        .pods
+        .iter()
+        .filter(|p| v.is_current(p.revision.as_deref(), true) && finished(p.phase.as_deref()) && covered(p))
+        .count() as u64;
+    let mut past: BTreeMap<&str, bool> = BTreeMap::new();
+    for en in v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)) {
+        let ok = en.e.observed_from_start == Some(true)
+            && finished(en.e.pod_phase.as_deref())
+            && trusted(model, en.node, policy);
+        let slot = past.entry(en.e.pod_uid.as_deref().unwrap_or("?")).or_insert(true);
+        *slot &= ok;
+    }
+    // Retired totals count pods per container name: per node, the largest count of any name.
+    let mut retired: BTreeMap<&str, u64> = BTreeMap::new();
+    for (node, r) in &v.retired {
+        if v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy) {
+            let slot = retired.entry(node).or_insert(0);
+            *slot = (*slot).max(r.runs);
+        }
+    }
+    current + past.values().filter(|ok| **ok).count() as u64 + retired.values().sum::<u64>()
+}
+
+/// What keeps the evidence of a workload from proving non-use.
+struct Coverage {
+    missing: Vec<String>,
+    caveats: Vec<String>,
+    expected: u64,
+    seen: u64,
+    /// When the current template's observation began.
+    since: Option<OffsetDateTime>,
+}
+
+fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverage {
+    let mut missing = Vec::new();
+    if let Revision::Unknown(why) = &v.current {
+        missing.push(why.clone());
+    }
+    let mut nodes = NodeFindings::default();
+    let pod_nodes: BTreeSet<&str> = v.pods.iter().filter_map(|p| p.node.as_deref()).collect();
+    for node in &pod_nodes {
+        current_node(model, node, policy, &mut nodes);
+    }
+
+    let earlier: Vec<&str> =
+        v.pods.iter().filter(|p| !v.is_current(p.revision.as_deref(), true)).map(|p| p.name.as_str()).collect();
+    if !earlier.is_empty() && !matches!(v.current, Revision::Unknown(_)) {
+        missing.push(format!(
+            "rollout in progress: pod(s) of an earlier pod template still exist: {}",
+            earlier.join(", ")
+        ));
+    }
+    let mut unseen = Vec::new();
+    let mut late = Vec::new();
+    let mut gap = 0;
+    for p in &v.pods {
+        match current_instances(p) {
+            Err(why) => unseen.push(why),
+            Ok(es) => {
+                for en in es {
+                    if en.e.observed_from_start != Some(true) {
+                        late.push(format!("{}/{}", p.name, en.e.container.as_deref().unwrap_or("?")));
+                    }
+                    gap = gap.max(en.e.unobserved_seconds);
+                }
+            }
+        }
+    }
+    if !unseen.is_empty() {
+        missing.push(format!("current pods without evidence: {}", unseen.join("; ")));
+    }
+    if !late.is_empty() {
+        missing.push(format!(
+            "not seen from start (started before the agent; many apps read the token only at start-up): {}",
+            late.join(", ")
+        ));
+    }
+    if gap > policy.max_gap.as_secs() {
+        missing
+            .push(format!("the agent was not watching for {} of a container's life", human(Duration::from_secs(gap))));
+    }
+
+    let seen_pods = v.pods.iter().filter(|p| v.is_current(p.revision.as_deref(), true) && covered(p)).count() as u64;
+    let (expected, seen) = if v.workload.runs_to_completion() {
+        let runs = runs(model, v, policy);
         if runs < policy.min_runs {
             missing.push(format!("{runs} of the required {} runs observed from start", policy.min_runs));
         }
         (policy.min_runs, runs)
     } else {
-        let expected = v.expected_replicas.unwrap_or(v.pods.len() as u64);
-        let seen = v.pods.iter().filter(|p| pod_seen(&p.containers, &p.entries)).count() as u64;
+        let expected = v.expected_replicas.unwrap_or(0).max(v.pods.len() as u64);
         if expected == 0 {
             missing.push("no running replicas to observe".into());
-        } else if seen < expected {
-            missing.push(format!("replicas unseen: {seen}/{expected} observed (is the agent running on every node?)"));
-        }
-        let late: Vec<String> = v
-            .pods
-            .iter()
-            .flat_map(|p| p.entries.iter().map(move |e| (p, e)))
-            .filter(|(_, e)| e.observed_from_start != Some(true) && e.container.is_some())
-            .map(|(p, e)| format!("{}/{}", p.name, e.container.as_deref().unwrap_or("?")))
-            .collect();
-        if !late.is_empty() {
+        } else if seen_pods < expected {
             missing.push(format!(
-                "not seen from start (started before the agent; many apps read the token only at start-up): {}",
-                late.join(", ")
+                "replicas unseen: {seen_pods}/{expected} observed (is the agent running on every node?)"
             ));
         }
-        (expected, seen)
+        (expected, seen_pods)
     };
-    match earliest_observation(v) {
+
+    // The observation window of the current template: from its earliest container watched on a
+    // node that could see.
+    let current_pod_entries = v
+        .pods
+        .iter()
+        .filter(|p| v.is_current(p.revision.as_deref(), true))
+        .flat_map(|p| p.own_entries().copied().collect::<Vec<_>>());
+    let past_entries = v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)).copied();
+    let since = current_pod_entries
+        .chain(past_entries)
+        .filter(|en| trusted(model, en.node, policy))
+        .filter_map(|en| en.e.observed_since)
+        .chain(
+            v.retired
+                .iter()
+                .filter(|(node, r)| v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy))
+                .filter_map(|(_, r)| r.observed_since),
+        )
+        .min();
+    match since {
         Some(since) => {
             let watched = Duration::try_from(policy.now - since).unwrap_or_default();
             if watched < policy.min_observation {
                 missing.push(format!(
-                    "too short: observed for {} of the required {}",
+                    "too short: observed for {} of the required {} (the current pod template's pods only)",
                     human(watched),
                     human(policy.min_observation)
                 ));
             }
         }
-        None if !v.pods.is_empty() => missing.push("no observation window recorded".into()),
+        None if !matches!(v.current, Revision::Unknown(_)) => {
+            missing.push("no observation of the current pod template recorded".into());
+        }
         None => {}
     }
-    let gap = v.pods.iter().flat_map(|p| p.entries.iter()).map(|e| e.unobserved_seconds).max().unwrap_or(0);
-    if gap > policy.max_gap.as_secs() {
-        missing
-            .push(format!("the agent was not watching for {} of a container's life", human(Duration::from_secs(gap))));
-    }
-    let mut nodes: Vec<&str> = v.pods.iter().filter_map(|p| p.node.as_deref()).collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    for node in nodes {
-        match model.agents.get(node) {
-            Some(agent) if agent.drops > 0 || agent.map_full > 0 => missing.push(format!(
-                "the agent on node {node} lost events (drops {}, counter map full {})",
-                agent.drops, agent.map_full
-            )),
-            Some(_) => {}
-            None => missing.push(format!("no evidence from node {node}")),
-        }
-    }
-    (missing, expected, seen)
+    missing.extend(nodes.missing);
+    Coverage { missing, caveats: nodes.caveats.into_iter().collect(), expected, seen, since }
 }
 
 fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadReport {
     let effective = model.effective(v);
     let usage = usage(v);
     let mut reasons = Vec::new();
-    let (missing, expected, seen) = gaps_in_evidence(model, v, policy);
-    let observed_seconds = earliest_observation(v).and_then(|s| u64::try_from((policy.now - s).whole_seconds()).ok());
-    for u in usage.iter().filter(|u| u.exec_reads + u.exec_api_connects > 0) {
-        reasons.push(format!(
-            "exec sessions into {} used the token ({} reads, {} API connects): people running kubectl exec there will not find it",
-            u.container, u.exec_reads, u.exec_api_connects
-        ));
-    }
+    let cov = coverage(model, v, policy);
+    let observed_seconds = cov.since.and_then(|s| u64::try_from((policy.now - s).whole_seconds()).ok());
     let users: Vec<&ContainerUse> = usage.iter().filter(|u| u.token_reads + u.api_connects > 0).collect();
+    let exec_users: Vec<&ContainerUse> = usage.iter().filter(|u| u.exec_reads + u.exec_api_connects > 0).collect();
     let file_users: Vec<&ContainerUse> = usage.iter().filter(|u| u.volume_file_reads > 0).collect();
+    let sessions = |u: &ContainerUse| {
+        let processes = exec_processes(v, &u.container);
+        let by = if processes.is_empty() { String::new() } else { format!(", by {}", processes.join(", ")) };
+        format!("{} ({} reads, {} API connects{by})", u.container, u.exec_reads, u.exec_api_connects)
+    };
     let verdict = if !effective {
-        reasons.insert(
-            0,
-            match v.template_field {
-                Some(false) => "the pod template sets automountServiceAccountToken: false".into(),
-                _ => format!("ServiceAccount {} sets automountServiceAccountToken: false", v.service_account),
-            },
-        );
+        reasons.push(match v.template_field {
+            Some(false) => "the pod template sets automountServiceAccountToken: false".into(),
+            _ => format!("ServiceAccount {} sets automountServiceAccountToken: false", v.service_account),
+        });
         Verdict::AlreadyDisabled
-    } else if !v.pods.is_empty() && v.pods.iter().all(|p| !p.has_automount_volume) {
-        reasons.insert(
-            0,
-            "automount is on, but the pods have no automount volume (a volume of their own replaced it?)".into(),
-        );
-        Verdict::NotMounted
-    } else if !users.is_empty() {
+    } else if !users.is_empty() || (v.exec_hooks && !exec_users.is_empty()) {
         for u in &users {
-            reasons.insert(
-                0,
-                format!(
-                    "container {} read the token {} times and connected to the API server {} times",
-                    u.container, u.token_reads, u.api_connects
-                ),
-            );
+            reasons.push(format!(
+                "container {} read the token {} times and connected to the API server {} times",
+                u.container, u.token_reads, u.api_connects
+            ));
+        }
+        if v.exec_hooks {
+            for u in &exec_users {
+                reasons.push(format!(
+                    "exec sessions used the token; the pod has exec probes/hooks, which the kernel cannot tell from kubectl exec: {}",
+                    sessions(u)
+                ));
+            }
         }
         Verdict::UsesToken
     } else if !file_users.is_empty() {
         for u in &file_users {
-            reasons.insert(0, format!(
+            reasons.push(format!(
                 "container {} read ca.crt/namespace {} times: mount them explicitly (kube-root-ca.crt ConfigMap, downward API) before disabling",
                 u.container, u.volume_file_reads
             ));
         }
         Verdict::UsesVolumeFiles
-    } else if missing.is_empty() {
+    } else if !exec_users.is_empty() && !policy.ignore_exec_sessions {
+        for u in &exec_users {
+            reasons.push(format!(
+                "exec sessions into {} used the token: kubectl exec by people, or the application's own exec — the kernel cannot tell them apart (--ignore-exec-sessions if they were people)",
+                sessions(u)
+            ));
+        }
+        reasons.extend(cov.missing.iter().cloned());
+        Verdict::InsufficientEvidence
+    } else if !v.pods.is_empty() && v.pods.iter().all(|p| !p.has_automount_volume) {
+        // After use (and unresolved exec-session use): a workload whose earlier pods used the
+        // token is a user, whatever its pods mount now.
+        reasons
+            .push("automount is on, but the pods have no automount volume (a volume of their own replaced it?)".into());
+        Verdict::NotMounted
+    } else if cov.missing.is_empty() {
         Verdict::SafeToDisable
     } else {
-        reasons.splice(0..0, missing.iter().cloned());
+        reasons.extend(cov.missing.iter().cloned());
         Verdict::InsufficientEvidence
     };
-    let summary = summary(v, verdict, expected, seen, observed_seconds, &users);
+    if policy.ignore_exec_sessions
+        && !v.exec_hooks
+        && matches!(verdict, Verdict::SafeToDisable | Verdict::InsufficientEvidence)
+    {
+        for u in &exec_users {
+            reasons.push(format!(
+                "exec sessions into {} used the token (ignored by --ignore-exec-sessions): people running kubectl exec there will not find it",
+                sessions(u)
+            ));
+        }
+    }
+    if matches!(verdict, Verdict::SafeToDisable | Verdict::InsufficientEvidence) {
+        reasons.extend(cov.caveats.iter().cloned());
+    }
+    let summary = summary(v, verdict, cov.expected, cov.seen, observed_seconds, &users);
     WorkloadReport {
         workload: v.workload.clone(),
         service_account: v.service_account.clone(),
@@ -205,11 +407,24 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
         template_automount: v.template_field,
         effective_automount: effective,
         usage,
-        replicas_expected: expected,
-        replicas_seen: seen,
+        replicas_expected: cov.expected,
+        replicas_seen: cov.seen,
         observed_seconds,
         summary,
     }
+}
+
+/// Names of exec-session processes seen in a container (any instance).
+fn exec_processes(v: &WorkloadView<'_>, container: &str) -> Vec<String> {
+    let names: BTreeSet<&str> = v
+        .pods
+        .iter()
+        .flat_map(|p| p.entries.iter())
+        .chain(v.past.iter())
+        .filter(|en| en.e.container.as_deref() == Some(container))
+        .flat_map(|en| en.e.exec_processes.iter().map(String::as_str))
+        .collect();
+    names.into_iter().map(str::to_owned).collect()
 }
 
 fn summary(
@@ -224,6 +439,7 @@ fn summary(
     let unit = if v.workload.runs_to_completion() { "runs" } else { "replicas" };
     match verdict {
         Verdict::SafeToDisable => format!("no token use by {seen}/{expected} {unit}{over}, seen from start"),
+        Verdict::UsesToken if users.is_empty() => format!("token used by exec probes/hooks{over}"),
         Verdict::UsesToken => {
             let names: Vec<&str> = users.iter().map(|u| u.container.as_str()).collect();
             format!("token used by container {}{over}", names.join(", "))
@@ -239,31 +455,82 @@ pub(super) fn judge_workloads(model: &Model<'_>, policy: &Policy) -> Vec<Workloa
     model.workloads.values().map(|v| judge(model, v, policy)).collect()
 }
 
-pub(super) fn judge_service_accounts(model: &Model<'_>, workloads: &[WorkloadReport]) -> Vec<ServiceAccountReport> {
+/// Use by workloads that are gone, per (namespace, ServiceAccount), within the retention window.
+fn gone_users(model: &Model<'_>, policy: &Policy) -> BTreeMap<(String, String), Vec<GoneUse>> {
+    let cutoff = policy.now - policy.retention;
+    let mut out: BTreeMap<(String, String), Vec<GoneUse>> = BTreeMap::new();
+    for g in &model.gone {
+        let exec = if policy.ignore_exec_sessions { 0 } else { g.exec };
+        if g.token_reads + g.api_connects + g.file_reads + exec == 0 || g.last_seen.is_some_and(|t| t < cutoff) {
+            continue;
+        }
+        out.entry((g.namespace.to_owned(), g.service_account.to_owned())).or_default().push(GoneUse {
+            workload: g.workload.clone(),
+            container: g.container.to_owned(),
+            node: g.node.to_owned(),
+            token_reads: g.token_reads,
+            api_connects: g.api_connects,
+            file_reads: g.file_reads,
+            exec_use: exec,
+            last_seen: g.last_seen,
+        });
+    }
+    out
+}
+
+pub(super) fn judge_service_accounts(
+    model: &Model<'_>,
+    workloads: &[WorkloadReport],
+    policy: &Policy,
+) -> Vec<ServiceAccountReport> {
     let mut by_sa: BTreeMap<(String, String), Vec<&WorkloadReport>> = BTreeMap::new();
     for w in workloads {
         by_sa.entry((w.workload.namespace.clone(), w.service_account.clone())).or_default().push(w);
+    }
+    let mut gone = gone_users(model, policy);
+    for key in gone.keys() {
+        by_sa.entry(key.clone()).or_default();
     }
     by_sa
         .into_iter()
         .map(|((namespace, name), reports)| {
             let automount = model.service_accounts.get(&(namespace.clone(), name.clone())).copied().flatten();
+            let gone_users = gone.remove(&(namespace.clone(), name.clone())).unwrap_or_default();
             // Workloads that follow the ServiceAccount's setting.
             let following: Vec<&&WorkloadReport> = reports.iter().filter(|w| w.template_automount.is_none()).collect();
             let list = |v: Verdict| -> Vec<String> {
                 following.iter().filter(|w| w.verdict == v).map(|w| w.workload.display()).collect()
             };
+            let gone_list = |f: fn(&GoneUse) -> bool| -> Vec<String> {
+                gone_users
+                    .iter()
+                    .filter(|g| f(g))
+                    .map(|g| format!("{} (container {}, last seen {})", g.workload, g.container, when(g.last_seen)))
+                    .collect()
+            };
+            let gone_token = gone_list(|g| g.token_reads + g.api_connects + g.exec_use > 0);
+            let gone_files = gone_list(|g| g.file_reads > 0);
             let (verdict, reasons) = if automount == Some(false) {
                 (Verdict::AlreadyDisabled, vec!["automountServiceAccountToken: false".to_owned()])
-            } else if following.is_empty() {
+            } else if !list(Verdict::UsesToken).is_empty() || !gone_token.is_empty() {
+                let mut reasons = Vec::new();
+                if !list(Verdict::UsesToken).is_empty() {
+                    reasons.push(format!("token used by {}", list(Verdict::UsesToken).join(", ")));
+                }
+                if !gone_token.is_empty() {
+                    reasons.push(format!(
+                        "token used by workloads that are gone (within the {} retention window): {}",
+                        human(policy.retention),
+                        gone_token.join(", ")
+                    ));
+                }
+                (Verdict::UsesToken, reasons)
+            } else if following.is_empty() && gone_files.is_empty() {
                 (Verdict::NotMounted, vec!["every workload under it sets the field itself".to_owned()])
-            } else if !list(Verdict::UsesToken).is_empty() {
-                (Verdict::UsesToken, vec![format!("token used by {}", list(Verdict::UsesToken).join(", "))])
-            } else if !list(Verdict::UsesVolumeFiles).is_empty() {
-                (
-                    Verdict::UsesVolumeFiles,
-                    vec![format!("ca.crt/namespace read by {}", list(Verdict::UsesVolumeFiles).join(", "))],
-                )
+            } else if !list(Verdict::UsesVolumeFiles).is_empty() || !gone_files.is_empty() {
+                let mut users = list(Verdict::UsesVolumeFiles);
+                users.extend(gone_files);
+                (Verdict::UsesVolumeFiles, vec![format!("ca.crt/namespace read by {}", users.join(", "))])
             } else if following.iter().all(|w| matches!(w.verdict, Verdict::SafeToDisable | Verdict::NotMounted)) {
                 (
                     Verdict::SafeToDisable,
@@ -282,7 +549,12 @@ pub(super) fn judge_service_accounts(model: &Model<'_>, workloads: &[WorkloadRep
                 verdict,
                 reasons,
                 workloads: following.iter().map(|w| w.workload.clone()).collect::<Vec<WorkloadRef>>(),
+                gone_users,
             }
         })
         .collect()
+}
+
+fn when(t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(|| "at an unknown time".into(), super::output::rfc3339)
 }

@@ -3,10 +3,15 @@
 //! A pod created without the token that tries to open the default token paths
 //! (`missingTokenOpens`, counted by agents running with `--detect-missing-token`) or connects to
 //! the API server anyway is a regression; its rollback restores the token on the pod template.
+//! Token-less pods that `verify` could not watch — no evidence from their node, a node whose
+//! agent stopped reporting, an agent without the missing-token detector — are listed as
+//! unverified: silence from them proves nothing.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Change, Inputs, WorkloadRef, model::Model, placement::workload_target};
+use super::{Change, Inputs, Policy, WorkloadRef, human, model::Model, placement::workload_target};
 
 /// A container that reached for a token it no longer has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,20 +32,61 @@ pub struct Regression {
     pub rollback: Change,
 }
 
-/// The regressions.
+/// A token-less pod whose attempts could not have been seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unverified {
+    pub workload: WorkloadRef,
+    pub pod: String,
+    pub reason: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub regressions: Vec<Regression>,
+    pub unverified: Vec<Unverified>,
+}
+
+/// Why a token-less pod's attempts could go unseen, if they could.
+fn blind(model: &Model<'_>, node: Option<&str>, policy: &Policy) -> Option<String> {
+    let Some(node) = node else { return Some("not scheduled to a node".into()) };
+    let Some(n) = model.nodes.get(node) else { return Some(format!("no evidence from node {node}")) };
+    if let Some(t) = n.last_report {
+        let age = Duration::try_from(policy.now - t).unwrap_or_default();
+        if age > Duration::from_secs(n.valid_seconds) {
+            return Some(format!("agent on node {node} last reported {} ago", human(age)));
+        }
+    }
+    if !n.agent.missing_token_detector {
+        return Some(format!(
+            "the agent on node {node} runs without --detect-missing-token: failed token opens are not counted there"
+        ));
+    }
+    None
+}
+
+/// The regressions, and the token-less pods that could not be verified.
 #[must_use]
-pub fn verify(inputs: &Inputs) -> Vec<Regression> {
+pub fn verify(inputs: &Inputs, policy: &Policy) -> Verification {
     let model = Model::build(inputs);
-    let mut out = Vec::new();
+    let mut regressions = Vec::new();
+    let mut unverified = Vec::new();
     for v in model.workloads.values() {
         if model.effective(v) {
             continue;
         }
-        let attempts: Vec<Attempt> = v
-            .pods
+        let tokenless: Vec<_> = v.pods.iter().filter(|p| !p.has_automount_volume).collect();
+        for p in &tokenless {
+            if let Some(reason) = blind(&model, p.node.as_deref(), policy) {
+                unverified.push(Unverified { workload: v.workload.clone(), pod: p.name.clone(), reason });
+            }
+        }
+        // Every report of the pod counts (use is never discounted, whichever node said it).
+        let attempts: Vec<Attempt> = tokenless
             .iter()
-            .filter(|p| !p.has_automount_volume)
-            .flat_map(|p| p.entries.iter().map(move |e| (p, e)))
+            .flat_map(|p| p.entries.iter().map(move |en| (p, en.e)))
             .filter(|(_, e)| e.missing_token_opens > 0 || e.api_connects > 0)
             .map(|(p, e)| Attempt {
                 pod: p.name.clone(),
@@ -53,7 +99,7 @@ pub fn verify(inputs: &Inputs) -> Vec<Regression> {
             continue;
         }
         let patchable = v.workload.patchable();
-        out.push(Regression {
+        regressions.push(Regression {
             workload: v.workload.clone(),
             rollback: Change {
                 target: workload_target(&v.workload),
@@ -75,10 +121,10 @@ pub fn verify(inputs: &Inputs) -> Vec<Regression> {
                     .collect::<Vec<_>>()
                     .join("; "),
                 restart: Vec::new(),
-                unit: out.len() + 1,
+                unit: regressions.len() + 1,
             },
             attempts,
         });
     }
-    out
+    Verification { regressions, unverified }
 }

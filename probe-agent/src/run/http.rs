@@ -171,6 +171,16 @@ pub fn render(m: &Metrics, publish: Option<&PublishStats>) -> Result<String, std
             "Unix time of the last successful publication",
             gauge(usize::try_from(p.last_success.load(Ordering::Relaxed)).unwrap_or(0)),
         );
+        registry.register(
+            "lease_renewals",
+            "Renewals of the node's liveness Lease",
+            ConstCounter::new(p.lease_renewals.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "lease_errors",
+            "Failed renewals of the node's liveness Lease (the planner then judges the node stale)",
+            ConstCounter::new(p.lease_errors.load(Ordering::Relaxed)),
+        );
     }
     let mut out = String::new();
     encode(&mut out, &registry)?;
@@ -198,6 +208,7 @@ mod tests {
         };
         let p = PublishStats::default();
         p.errors.store(2, Ordering::Relaxed);
+        p.lease_errors.store(3, Ordering::Relaxed);
         let text = render(&m, Some(&p)).unwrap();
         for needle in [
             r#"tokenprobe_hook_mode{detector="file_open",mode="tracepoint"} 1"#,
@@ -208,6 +219,7 @@ mod tests {
             "tokenprobe_counter_map_entries 7",
             "tokenprobe_api_targets_not_watched 1",
             "tokenprobe_publish_errors_total 2",
+            "tokenprobe_lease_errors_total 3",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

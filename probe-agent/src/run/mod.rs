@@ -19,8 +19,10 @@ use crate::watch::{Agent, WatchConfig, WatchError};
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub watch: WatchConfig,
-    /// How often the evidence is published (when it changed).
+    /// How often the evidence is published (when it changed) and the liveness Lease renewed.
     pub publish_interval: Duration,
+    /// The namespace of the node's liveness Lease (the agent's own).
+    pub lease_namespace: String,
     /// How often the API server addresses are re-read (they are also re-read when the
     /// `kubernetes` Endpoints change).
     pub targets_refresh: Duration,
@@ -34,7 +36,9 @@ pub struct RunConfig {
 /// When the agent cannot start.
 pub async fn run(config: RunConfig, client: Client, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
     let node = config.watch.node_name.clone();
-    let agent = Agent::start(config.watch).await?;
+    let mut watch_config = config.watch;
+    watch_config.publish_interval = Some(config.publish_interval);
+    let agent = Agent::start(watch_config).await?;
     let handle = agent.handle();
     let stats = Arc::new(publish::PublishStats::default());
     let (synced_tx, synced_rx) = watch::channel(false);
@@ -43,14 +47,14 @@ pub async fn run(config: RunConfig, client: Client, shutdown: impl Future<Output
         tokio::spawn(targets::follow(client.clone(), handle.clone(), config.targets_refresh)),
     ];
     let (publish_stop_tx, publish_stop_rx) = watch::channel(false);
-    let publisher = tokio::spawn(publish::follow(
+    let publisher = publish::Publisher {
         client,
         node,
-        handle.clone(),
-        config.publish_interval,
-        Arc::clone(&stats),
-        publish_stop_rx,
-    ));
+        lease_namespace: config.lease_namespace,
+        interval: config.publish_interval,
+        stats: Arc::clone(&stats),
+    };
+    let publisher = tokio::spawn(publisher.follow(handle.clone(), publish_stop_rx));
     if let Some(addr) = config.http_addr {
         let http_state =
             http::HttpState { handle: handle.clone(), publish: Some(Arc::clone(&stats)), ready: synced_rx };

@@ -66,7 +66,7 @@ async fn upsert(
             None
         }
     };
-    match pod_info(pod, workload) {
+    match pod_info(pod, workload, owners.revision(pod)) {
         Some(info) => handle.pod(PodEvent::Upsert(Box::new(info))).await,
         None => Ok(()),
     }

@@ -2,6 +2,11 @@
 //! written by server-side apply when it changed. While the API server is unreachable the
 //! agent keeps counting; the next successful publication carries everything (nothing is lost,
 //! only later), retried with exponential backoff.
+//!
+//! Every interval in which the published evidence is current (just published, or unchanged
+//! since the last success), the node's liveness Lease is renewed ([`crate::k8s::liveness`]):
+//! an agent that stopped, or cannot publish, stops renewing, and the planner stops trusting
+//! its evidence.
 
 use std::{
     hash::{DefaultHasher, Hash as _, Hasher as _},
@@ -9,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
@@ -16,7 +22,11 @@ use kube::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::{evidence::Evidence, k8s::crd::NodeTokenEvidence, watch::AgentHandle};
+use crate::{
+    evidence::Evidence,
+    k8s::{crd::NodeTokenEvidence, liveness},
+    watch::AgentHandle,
+};
 
 /// The field manager of the agent's server-side applies.
 pub const FIELD_MANAGER: &str = "tokenprobe-agent";
@@ -31,6 +41,8 @@ pub struct PublishStats {
     pub errors: AtomicU64,
     /// Unix seconds of the last success (0: never).
     pub last_success: AtomicU64,
+    pub lease_renewals: AtomicU64,
+    pub lease_errors: AtomicU64,
 }
 
 /// The evidence as published: without the debugging aids (per-volume list, cgroup paths) and
@@ -75,53 +87,75 @@ pub async fn publish(api: &Api<NodeTokenEvidence>, node: &str, evidence: &Eviden
     Ok(())
 }
 
-/// Publishes every `interval` when the evidence changed, until `stop` turns true; then once
-/// more.
-pub(super) async fn follow(
-    client: Client,
-    node: String,
-    handle: AgentHandle,
-    interval: Duration,
-    stats: std::sync::Arc<PublishStats>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let api: Api<NodeTokenEvidence> = Api::all(client);
-    let mut last: Option<u64> = None;
-    let mut backoff = Duration::from_secs(1);
-    let mut wait = Duration::ZERO;
-    loop {
-        let stopping = tokio::select! {
-            () = tokio::time::sleep(wait) => false,
-            changed = stop.changed() => changed.is_err() || *stop.borrow(),
-        };
-        let Ok(evidence) = handle.snapshot().await else { return };
-        let print = fingerprint(&evidence);
-        if last != Some(print) {
-            match publish(&api, &node, &evidence).await {
-                Ok(()) => {
-                    last = Some(print);
-                    backoff = Duration::from_secs(1);
-                    stats.published.fetch_add(1, Ordering::Relaxed);
-                    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-                    stats.last_success.store(now, Ordering::Relaxed);
-                    tracing::debug!(containers = evidence.containers.len(), "evidence published");
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot publish the evidence; it keeps accumulating");
-                    if stopping {
-                        return;
+/// Renews the node's liveness Lease.
+async fn renew(api: &Api<Lease>, node: &str, interval: Duration) -> Result<(), kube::Error> {
+    let namespace = api.namespace().unwrap_or(liveness::DEFAULT_NAMESPACE).to_owned();
+    let object = liveness::lease_object(node, &namespace, interval.as_secs(), time::OffsetDateTime::now_utc());
+    api.patch(node, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object)).await.map(drop)
+}
+
+/// Where and how often to publish.
+pub(super) struct Publisher {
+    pub client: Client,
+    pub node: String,
+    pub lease_namespace: String,
+    pub interval: Duration,
+    pub stats: std::sync::Arc<PublishStats>,
+}
+
+impl Publisher {
+    /// Publishes every `interval` when the evidence changed, and renews the Lease while the
+    /// published evidence is current, until `stop` turns true; then publishes once more.
+    pub(super) async fn follow(self, handle: AgentHandle, mut stop: watch::Receiver<bool>) {
+        let api: Api<NodeTokenEvidence> = Api::all(self.client.clone());
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.lease_namespace);
+        let stats = &self.stats;
+        let mut last: Option<u64> = None;
+        let mut backoff = Duration::from_secs(1);
+        let mut wait = Duration::ZERO;
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(wait) => false,
+                changed = stop.changed() => changed.is_err() || *stop.borrow(),
+            };
+            let Ok(evidence) = handle.snapshot().await else { return };
+            let print = fingerprint(&evidence);
+            if last != Some(print) {
+                match publish(&api, &self.node, &evidence).await {
+                    Ok(()) => {
+                        last = Some(print);
+                        backoff = Duration::from_secs(1);
+                        stats.published.fetch_add(1, Ordering::Relaxed);
+                        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+                        stats.last_success.store(now, Ordering::Relaxed);
+                        tracing::debug!(containers = evidence.containers.len(), "evidence published");
                     }
-                    wait = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot publish the evidence; it keeps accumulating (the liveness Lease is not renewed meanwhile)");
+                        if stopping {
+                            return;
+                        }
+                        wait = backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
                 }
             }
+            if stopping {
+                return;
+            }
+            match renew(&leases, &self.node, self.interval).await {
+                Ok(()) => {
+                    stats.lease_renewals.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.lease_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, namespace = %self.lease_namespace, "cannot renew the liveness Lease: the planner will judge this node's evidence stale");
+                }
+            }
+            wait = self.interval;
         }
-        if stopping {
-            return;
-        }
-        wait = interval;
     }
 }
 
@@ -148,6 +182,8 @@ mod tests {
             container: Some(["app", "istio-proxy", "log-shipper"][c % 3].into()),
             service_account: Some("checkout-api".into()),
             workload: Some(Workload { kind: "Deployment".into(), name: "checkout-api".into() }),
+            revision: Some("7d9f8c6b5".into()),
+            pod_phase: Some("Running".into()),
             reads: Reads { token: 12, ca_crt: 3, namespace: 1, other: 0 },
             api_connects: 40,
             exec_reads: Reads::default(),

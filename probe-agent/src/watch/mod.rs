@@ -59,6 +59,8 @@ pub struct WatchConfig {
     pub save_interval: Duration,
     /// Containers gone longer than this are folded into per-workload totals.
     pub retention: Duration,
+    /// How often `run` publishes (recorded in the evidence; `None` standalone).
+    pub publish_interval: Option<Duration>,
 }
 
 impl WatchConfig {
@@ -84,6 +86,7 @@ impl WatchConfig {
             state_dir: None,
             save_interval: Duration::from_secs(30),
             retention: Duration::from_hours(24),
+            publish_interval: None,
         }
     }
 }

@@ -429,8 +429,16 @@ impl State {
     /// forgets them, keeping the evidence bounded.
     fn retire_old(&mut self) {
         let cutoff = OffsetDateTime::now_utc() - self.config.retention;
+        let entries = self.container_entries();
+        // Whole pods only, so a pod is folded with all its containers and counted as a run
+        // (or not) once.
+        let mut pod_past: HashMap<Option<String>, bool> = HashMap::new();
+        for e in &entries {
+            let past = pod_past.entry(e.pod_uid.clone()).or_insert(true);
+            *past &= e.gone_since.is_some_and(|g| g < cutoff);
+        }
         let old: Vec<ContainerEvidence> =
-            self.container_entries().into_iter().filter(|e| e.gone_since.is_some_and(|g| g < cutoff)).collect();
+            entries.into_iter().filter(|e| pod_past.get(&e.pod_uid).copied().unwrap_or(false)).collect();
         if old.is_empty() {
             return;
         }
@@ -493,6 +501,7 @@ impl State {
                 targets: watched,
                 targets_not_watched: self.targets_not_watched.clone(),
                 gaps: self.gaps.clone(),
+                publish_interval_seconds: self.config.publish_interval.map(|d| d.as_secs().max(1)),
             },
             containers: self.container_entries(),
             retired: self.retired.clone(),

@@ -15,7 +15,7 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet},
-        core::v1::Pod,
+        core::v1::{Namespace, Pod},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -26,7 +26,7 @@ use kube::{
 };
 use probe_agent::{
     evidence::{ContainerEvidence, Evidence},
-    k8s::{automount, crd::NodeTokenEvidence},
+    k8s::{automount, crd::NodeTokenEvidence, liveness},
     run::{RunConfig, run},
 };
 use probe_tests::{
@@ -64,6 +64,7 @@ impl RunningAgent {
         let mut config = RunConfig {
             watch,
             publish_interval: Duration::from_millis(300),
+            lease_namespace: liveness::DEFAULT_NAMESPACE.into(),
             targets_refresh: Duration::from_secs(1),
             http_addr: Some(http),
         };
@@ -89,9 +90,16 @@ impl RunningAgent {
     }
 }
 
-/// Installs the CRD (server-side apply; idempotent).
+/// Installs the CRD (server-side apply; idempotent) and the agent's namespace, where its
+/// liveness Leases live.
 fn ensure_crd(rt: &Runtime, client: &Client) {
     rt.block_on(async {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": liveness::DEFAULT_NAMESPACE}});
+        namespaces
+            .patch(liveness::DEFAULT_NAMESPACE, &PatchParams::apply("tokenprobe-test"), &Patch::Apply(&ns))
+            .await
+            .expect("apply the agent's namespace");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let crd = NodeTokenEvidence::crd();
         crds.patch(&crd.name_any(), &PatchParams::apply("tokenprobe-test").force(), &Patch::Apply(&crd))
@@ -103,6 +111,31 @@ fn ensure_crd(rt: &Runtime, client: &Client) {
         })
         .await;
     });
+}
+
+/// The `pod-template-hash` of the harness's `ReplicaSet`s (no deployment controller runs here:
+/// the test makes what it would).
+pub const TEMPLATE_HASH: &str = "5d9c7b8f4";
+
+/// A Deployment's current `ReplicaSet`, as the deployment controller makes it: revision 1,
+/// labelled with the template hash.
+fn replica_set(
+    name: &str,
+    deployment: &str,
+    d: &Deployment,
+    labels: &serde_json::Value,
+    template: &serde_json::Value,
+) -> serde_json::Value {
+    let mut labels = labels.clone();
+    labels["pod-template-hash"] = json!(TEMPLATE_HASH);
+    let mut template = template.clone();
+    template["metadata"]["labels"] = labels.clone();
+    json!({
+        "metadata": {"name": name, "labels": labels,
+            "annotations": {"deployment.kubernetes.io/revision": "1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": d.uid().expect("uid"), "controller": true}]},
+        "spec": {"selector": {"matchLabels": labels}, "template": template}
+    })
 }
 
 /// A pod created in the API server for the fake node.
@@ -132,13 +165,9 @@ pub async fn api_pod(
         let d: Deployment = ns
             .create(json!({"metadata": {"name": deployment}, "spec": {"selector": {"matchLabels": labels}, "template": template}}))
             .await;
-        let rs: ReplicaSet = ns
-            .create(json!({
-                "metadata": {"name": replicaset, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": d.uid().expect("uid"), "controller": true}]},
-                "spec": {"selector": {"matchLabels": labels}, "template": template}
-            }))
-            .await;
+        let rs: ReplicaSet = ns.create(replica_set(replicaset, deployment, &d, &labels, &template)).await;
         object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset, "uid": rs.uid().expect("uid"), "controller": true}]);
+        object["metadata"]["labels"] = json!({"pod-template-hash": TEMPLATE_HASH});
     }
     let created: Pod = ns.create(object).await;
     let automount_volume =
@@ -383,14 +412,11 @@ pub async fn deployment_pod(ns: &TestNamespace, node: &str, deployment: &str, sa
         let d: Deployment = ns
             .create(json!({"metadata": {"name": deployment}, "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template}}))
             .await;
-        ns.create(json!({
-            "metadata": {"name": rs_name, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": d.uid().expect("uid"), "controller": true}]},
-            "spec": {"selector": {"matchLabels": labels}, "template": template}
-        }))
-        .await
+        ns.create(replica_set(&rs_name, deployment, &d, &labels, &template)).await
     };
     let mut object = pod(pod_name, node, sa, None);
     object["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name, "uid": rs.uid().expect("uid"), "controller": true}]);
+    object["metadata"]["labels"] = json!({"pod-template-hash": TEMPLATE_HASH});
     let created: Pod = ns.create(object).await;
     ApiPod {
         name: pod_name.to_owned(),

@@ -13,7 +13,10 @@ use kube::{
     Api, Client,
     api::{DeleteParams, PostParams},
 };
-use probe_agent::evidence::{Reads, Workload};
+use probe_agent::{
+    evidence::{Reads, Workload},
+    k8s::liveness,
+};
 use probe_tests::{
     actor::{Action, run_if_actor},
     cluster::TestNamespace,
@@ -34,6 +37,7 @@ const CASES: &[(&str, Case)] = &[
     ("agent_restart_loses_nothing", agent_restart),
     ("api_server_outage_loses_nothing", api_outage),
     ("full_target_map_is_reported", full_target_map),
+    ("liveness_lease_renewed_then_stale", liveness_lease),
     ("plan_patches_apply_and_verify_catches_a_regression", plan_apply_verify),
 ];
 
@@ -274,6 +278,61 @@ fn full_target_map(rt: &Runtime, client: &Client) {
     agent.stop(rt);
 }
 
+/// The agent proves it is alive with a Lease renewed every publish interval; the planner reads
+/// it, trusts the node while it is renewed, and judges the node's pods unobserved once the agent
+/// stopped renewing it.
+fn liveness_lease(rt: &Runtime, client: &Client) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use probe_agent::plan::{self, Policy, Verdict};
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-lease-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "lease"));
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let p = rt.block_on(harness::deployment_pod(&ns, &node_name, "idle", "default", "idle-1"));
+    let (vol, c) = rt.block_on(p.place(&ns, &mut node));
+    let vol = vol.expect("token volume");
+    harness::wait_watched(rt, &agent, &[&p.uid]);
+    let _app = node.spawn(&c, &[(&vol, SA_DIR)]);
+    let ev =
+        published(rt, client, &node_name, Duration::from_secs(30), |ev| entry_named(ev, "idle-1", "app").is_some());
+    assert_eq!(ev.agent.publish_interval_seconds, Some(1), "300ms, recorded in whole seconds (at least 1)");
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), liveness::DEFAULT_NAMESPACE);
+    let renewed = |lease: &Lease| lease.spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0);
+    let first = rt.block_on(leases.get(&node_name)).expect("the node's Lease");
+    let live = liveness::read(&first).expect("an agent Lease");
+    assert_eq!(live.node, node_name);
+    assert_eq!(live.valid_seconds, 3, "three publish intervals");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = rt.block_on(leases.get(&node_name)).expect("lease");
+        if renewed(&now) > renewed(&first) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the Lease was not renewed: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let policy = || Policy { min_observation: Duration::ZERO, accept_tracepoint: true, ..Policy::default() };
+    let verdict = |the_plan: &plan::Plan| {
+        let w = the_plan.workloads.iter().find(|w| w.workload.name == "idle").expect("idle");
+        (w.verdict, w.reasons.clone())
+    };
+    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name), liveness::DEFAULT_NAMESPACE)).expect("inputs");
+    let (v, reasons) = verdict(&plan::plan(&inputs, &policy()));
+    assert_eq!(v, Verdict::SafeToDisable, "fresh Lease, idle, seen from start: {reasons:#?}");
+
+    agent.stop(rt);
+    std::thread::sleep(Duration::from_secs(4));
+    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name), liveness::DEFAULT_NAMESPACE)).expect("inputs");
+    let (v, reasons) = verdict(&plan::plan(&inputs, &policy()));
+    assert_eq!(v, Verdict::InsufficientEvidence, "{reasons:#?}");
+    let stale = format!("agent on node {node_name} last reported");
+    assert!(reasons.iter().any(|r| r.contains(&stale)), "{reasons:#?}");
+    rt.block_on(leases.delete(&node_name, &DeleteParams::default())).expect("delete the Lease");
+    rt.block_on(ns.cleanup());
+}
+
 /// The planner end to end: evidence from the fake node, the plan read live from the API server,
 /// its patches applied for real, a worker restarted without its token that still reaches for
 /// it, and `verify` (library and CLI, exit code 3) catching that with a rollback that applies.
@@ -308,8 +367,15 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
             && entry_named(ev, "api-1", "app").is_some_and(|e| e.reads.token == 1)
     });
 
-    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name))).expect("live inputs");
-    let policy = Policy { min_observation: Duration::ZERO, ..Policy::default() };
+    let inputs =
+        rt.block_on(plan::live::load(client, Some(&ns.name), liveness::DEFAULT_NAMESPACE)).expect("live inputs");
+    assert!(
+        inputs.leases.iter().any(|l| l.metadata.name.as_deref() == Some(node_name.as_str())),
+        "the agent's liveness Lease is read: {:?}",
+        inputs.leases
+    );
+    // This kernel's file-open mode may be tracepoint; accepting it is stated in the verdicts.
+    let policy = Policy { min_observation: Duration::ZERO, accept_tracepoint: true, ..Policy::default() };
     let the_plan = plan::plan(&inputs, &policy);
     let verdict = |name: &str| the_plan.workloads.iter().find(|w| w.workload.name == name).map(|w| w.verdict);
     assert_eq!(verdict("web"), Some(Verdict::SafeToDisable), "{the_plan:#?}");
@@ -344,8 +410,11 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
     published(rt, client, &node_name, Duration::from_secs(30), |ev| {
         entry_named(ev, "worker-2", "app").is_some_and(|e| e.missing_token_opens == 1)
     });
-    let inputs = rt.block_on(plan::live::load(client, Some(&ns.name))).expect("live inputs");
-    let regressions = plan::verify::verify(&inputs);
+    let inputs =
+        rt.block_on(plan::live::load(client, Some(&ns.name), liveness::DEFAULT_NAMESPACE)).expect("live inputs");
+    let found = plan::verify::verify(&inputs, &Policy::default());
+    assert!(found.unverified.is_empty(), "{found:#?}");
+    let regressions = found.regressions;
     assert_eq!(regressions.len(), 1, "{regressions:#?}");
     assert_eq!(regressions[0].workload.name, "worker");
 

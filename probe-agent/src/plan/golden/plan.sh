@@ -16,8 +16,8 @@ pause 'phase 1 done: check `probe-agent verify`'
 
 # --- phase 2: canary — a first slice of the remaining changes; watch it before going on
 echo '== phase 2: canary'
-kubectl -n legacy patch deployment reporter --type strategic -p '{"spec":{"template":{"spec":{"automountServiceAccountToken":false}}}}'
-kubectl -n legacy annotate deployment reporter --overwrite tokenprobe.dev/evidence='no token use by 1/1 replicas over 2d0h, seen from start'
+kubectl -n ci patch deployment runner --type strategic -p '{"spec":{"template":{"spec":{"automountServiceAccountToken":false}}}}'
+kubectl -n ci annotate deployment runner --overwrite tokenprobe.dev/evidence='no token use by 1/1 replicas over 2d0h, seen from start'
 pause 'phase 2 done: check `probe-agent verify`'
 
 # --- phase 3: rest — everything else
@@ -28,6 +28,8 @@ kubectl -n shop patch serviceaccount shared --type strategic -p '{"automountServ
 kubectl -n shop annotate serviceaccount shared --overwrite tokenprobe.dev/evidence='deployment/worker: no token use by 2/2 replicas over 2d0h, seen from start'
 kubectl -n shop patch serviceaccount web --type strategic -p '{"automountServiceAccountToken":false}'
 kubectl -n shop annotate serviceaccount web --overwrite tokenprobe.dev/evidence='deployment/web: no token use by 3/3 replicas over 2d0h, seen from start'
+kubectl -n legacy patch deployment reporter --type strategic -p '{"spec":{"template":{"spec":{"automountServiceAccountToken":false}}}}'
+kubectl -n legacy annotate deployment reporter --overwrite tokenprobe.dev/evidence='no token use by 1/1 replicas over 2d0h, seen from start'
 kubectl -n shop rollout restart deployment/web
 kubectl -n shop rollout restart deployment/worker
 kubectl -n shop rollout status deployment/web --timeout=10m

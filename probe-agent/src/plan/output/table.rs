@@ -2,7 +2,11 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Plan, audit::PodAudit, verify::Regression};
+use crate::plan::{
+    Plan,
+    audit::PodAudit,
+    verify::{Regression, Verification},
+};
 
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -61,6 +65,7 @@ pub fn plan_table(plan: &Plan) -> String {
                 setting(s.automount),
                 s.verdict.name().to_owned(),
                 s.workloads.iter().map(crate::plan::WorkloadRef::display).collect::<Vec<_>>().join(","),
+                s.reasons.join("; "),
             ]
         })
         .collect();
@@ -78,7 +83,7 @@ pub fn plan_table(plan: &Plan) -> String {
         .collect();
     let mut out = table(&["NAMESPACE", "KIND", "NAME", "SERVICEACCOUNT", "AUTOMOUNT", "VERDICT", "WHY"], &workloads);
     out.push('\n');
-    out.push_str(&table(&["NAMESPACE", "SERVICEACCOUNT", "AUTOMOUNT", "VERDICT", "FOLLOWED BY"], &sas));
+    out.push_str(&table(&["NAMESPACE", "SERVICEACCOUNT", "AUTOMOUNT", "VERDICT", "FOLLOWED BY", "WHY"], &sas));
     out.push('\n');
     if changes.is_empty() {
         out.push_str("No changes: nothing is safe to disable yet.\n");
@@ -119,7 +124,22 @@ pub fn audit_table(rows: &[PodAudit]) -> String {
 }
 
 #[must_use]
-pub fn verify_table(regressions: &[Regression]) -> String {
+pub fn verify_table(found: &Verification) -> String {
+    let mut out = regressions_table(&found.regressions);
+    if !found.unverified.is_empty() {
+        let rows: Vec<Vec<String>> = found
+            .unverified
+            .iter()
+            .map(|u| vec![u.workload.namespace.clone(), u.workload.display(), u.pod.clone(), u.reason.clone()])
+            .collect();
+        writeln!(out, "\n{} token-less pod(s) could not be verified: their attempts would go unseen.", rows.len())
+            .expect("write to a String");
+        out.push_str(&table(&["NAMESPACE", "WORKLOAD", "POD", "WHY"], &rows));
+    }
+    out
+}
+
+fn regressions_table(regressions: &[Regression]) -> String {
     if regressions.is_empty() {
         return "No regressions: no container without a token reached for one.\n".into();
     }
