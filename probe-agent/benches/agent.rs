@@ -59,7 +59,7 @@ fn rescan(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("mountinfo", pods), &table, |b, t| {
             b.iter(|| {
                 let (entries, _) = mountinfo::parse(black_box(t));
-                entries.iter().filter_map(|e| mountinfo::projected_volume(e, Path::new("/var/lib/kubelet"))).count()
+                entries.iter().filter_map(|e| mountinfo::pod_volume(e, Path::new("/var/lib/kubelet"))).count()
             });
         });
         let paths = cgroup_paths(pods);
@@ -76,7 +76,7 @@ fn evidence(c: &mut Criterion) {
         let mut node = Node::new(0, KeyKind::Cgroup);
         let (entries, _) = mountinfo::parse(&mount_table(pods));
         let mounts: Vec<_> =
-            entries.iter().filter_map(|e| mountinfo::projected_volume(e, Path::new("/var/lib/kubelet"))).collect();
+            entries.iter().filter_map(|e| mountinfo::pod_volume(e, Path::new("/var/lib/kubelet"))).collect();
         node.sync_mounts(&mounts, |_| true, 1);
         let found: Vec<cgroup::FoundCgroup> = cgroup_paths(pods)
             .iter()
@@ -87,7 +87,7 @@ fn evidence(c: &mut Criterion) {
                 container: cgroup::parse_path(p).expect("path"),
             })
             .collect();
-        node.sync_cgroups(&found, 2, |_| Inspection { oldest_start: Some(3), mnt_ns: Vec::new() });
+        node.sync_cgroups(&found, 2, |_, _| Inspection { oldest_start: Some(3), ..Inspection::default() });
         let counters: HashMap<CountKey, CountValue> = (0..found.len())
             .flat_map(|i| {
                 [kind::READ_TOKEN, kind::READ_CA_CRT, kind::API_CONNECT].map(|k| {
@@ -174,6 +174,8 @@ fn cluster(n: usize) -> Inputs {
             observed_from_start: Some(true),
             unobserved_seconds: 0,
             gone_since: None,
+            uncovered: Vec::new(),
+            previous_container_id: None,
         });
     }
     inputs.evidence.push(ev);

@@ -9,7 +9,7 @@
 //! - anything below the container's cgroup (crun's nested sub-cgroups) rolls up into it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
@@ -101,12 +101,30 @@ pub struct FoundCgroup {
     pub container: ContainerCgroup,
 }
 
-/// Walks the cgroup v2 tree at `root` and returns every container cgroup (nested ones included,
+/// What a walk of a cgroup tree found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Every container cgroup (nested ones included, each rolled up to its container).
+    pub containers: Vec<FoundCgroup>,
+    /// Ids of cgroups outside kubepods (the host's: system services, the kubelet, sessions).
+    pub host_ids: HashSet<u64>,
+}
+
+/// Walks the cgroup tree at `root` and returns every container cgroup (nested ones included,
 /// each rolled up to its container). Directories that vanish during the walk are skipped.
 #[must_use]
 pub fn scan(root: &Path) -> Vec<FoundCgroup> {
+    scan_tree(root).containers
+}
+
+/// Walks the cgroup tree at `root`: its container cgroups, and the ids of the host's.
+#[must_use]
+pub fn scan_tree(root: &Path) -> Scan {
     const MAX_DEPTH: usize = 16;
-    let mut found = Vec::new();
+    let mut out = Scan::default();
+    if let Ok(meta) = std::fs::metadata(root) {
+        out.host_ids.insert(meta.ino());
+    }
     let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -119,17 +137,19 @@ pub fn scan(root: &Path) -> Vec<FoundCgroup> {
             let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str).map(|r| format!("/{r}")) else {
                 continue;
             };
-            if let Some(container) = parse_path(&rel)
-                && let Ok(meta) = entry.metadata()
-            {
-                found.push(FoundCgroup { id: meta.ino(), path: rel, container });
+            if let Ok(meta) = entry.metadata() {
+                if let Some(container) = parse_path(&rel) {
+                    out.containers.push(FoundCgroup { id: meta.ino(), path: rel, container });
+                } else if !rel.split('/').any(is_kubepods) {
+                    out.host_ids.insert(meta.ino());
+                }
             }
             if depth + 1 < MAX_DEPTH {
                 stack.push((path, depth + 1));
             }
         }
     }
-    found
+    out
 }
 
 /// Pids in a cgroup and every cgroup below it.

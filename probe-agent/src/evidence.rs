@@ -67,6 +67,133 @@ pub struct AgentInfo {
     /// renewal.
     #[serde(default)]
     pub publish_interval_seconds: Option<u64>,
+    /// Whether container cgroups are recorded as they are created (else only by scans, and a
+    /// container that lives shorter than a scan interval can be missed).
+    #[serde(default)]
+    pub container_creation: bool,
+    /// Everything the agent lost, cumulative across its restarts, with when.
+    #[serde(default)]
+    pub losses: Losses,
+    /// Counts under container-shaped kernel keys the agent could not attribute to a container:
+    /// non-zero makes the node's coverage partial.
+    #[serde(default)]
+    pub unattributed: KeyTotals,
+    /// Counts of host processes (the kubelet writing and re-reading volumes on rotation, node
+    /// agents calling the API server): reported apart; they say nothing about containers.
+    #[serde(default)]
+    pub host: KeyTotals,
+}
+
+/// A kind of loss: how many, first and last time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Loss {
+    pub count: u64,
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub first: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last: Option<OffsetDateTime>,
+}
+
+impl Loss {
+    /// Adds `n` events seen lost at `at`.
+    pub fn add(&mut self, n: u64, at: OffsetDateTime) {
+        if n == 0 {
+            return;
+        }
+        self.count = self.count.saturating_add(n);
+        self.first = Some(self.first.map_or(at, |f| f.min(at)));
+        self.last = Some(self.last.map_or(at, |l| l.max(at)));
+    }
+
+    /// Adds another record of the same kind of loss.
+    pub fn merge(&mut self, other: &Self) {
+        self.count = self.count.saturating_add(other.count);
+        self.first = earliest(self.first, other.first);
+        self.last = latest(self.last, other.last);
+    }
+
+    /// Whether anything was lost at or after `since` (`None`: ever).
+    #[must_use]
+    pub fn since(&self, since: Option<OffsetDateTime>) -> bool {
+        self.count > 0 && since.is_none_or(|s| self.last.is_none_or(|l| l >= s))
+    }
+}
+
+/// Everything lost, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Losses {
+    /// First-seen notices lost to a full ring buffer (counts unaffected; process names lost).
+    #[serde(default)]
+    pub notice_drops: Loss,
+    /// Events lost because the in-kernel counter map was full (counts lost).
+    #[serde(default)]
+    pub counter_map_full: Loss,
+    /// Kernel reads that failed while inspecting an event (the event may have gone uncounted).
+    #[serde(default)]
+    pub read_errors: Loss,
+    /// Exec-session marks that did not fit (those sessions count as the application's).
+    #[serde(default)]
+    pub exec_map_full: Loss,
+    /// Created cgroups not reported (a short-lived container may be missed).
+    #[serde(default)]
+    pub cgroup_event_drops: Loss,
+}
+
+impl Losses {
+    /// Adds another run's losses.
+    pub fn merge(&mut self, other: &Self) {
+        self.notice_drops.merge(&other.notice_drops);
+        self.counter_map_full.merge(&other.counter_map_full);
+        self.read_errors.merge(&other.read_errors);
+        self.exec_map_full.merge(&other.exec_map_full);
+        self.cgroup_event_drops.merge(&other.cgroup_event_drops);
+    }
+
+    /// Losses that can hide use (counts or events gone), at or after `since`.
+    #[must_use]
+    pub fn hide_use_since(&self, since: Option<OffsetDateTime>) -> bool {
+        self.counter_map_full.since(since) || self.read_errors.since(since)
+    }
+}
+
+/// Counts summed over kernel keys that are not a container's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyTotals {
+    /// Distinct kernel keys.
+    #[serde(default)]
+    pub keys: u64,
+    #[serde(default)]
+    pub reads: Reads,
+    #[serde(default)]
+    pub api_connects: u64,
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub first_seen: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_seen: Option<OffsetDateTime>,
+}
+
+impl KeyTotals {
+    /// Whether anything was counted.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.reads.total() == 0 && self.api_connects == 0
+    }
+
+    /// Adds another set of totals.
+    pub fn merge(&mut self, other: &Self) {
+        self.keys = self.keys.saturating_add(other.keys);
+        self.reads.merge(&other.reads);
+        self.api_connects = self.api_connects.saturating_add(other.api_connects);
+        self.first_seen = earliest(self.first_seen, other.first_seen);
+        self.last_seen = latest(self.last_seen, other.last_seen);
+    }
 }
 
 impl AgentInfo {
@@ -88,6 +215,10 @@ impl AgentInfo {
             targets_not_watched: Vec::new(),
             gaps: Vec::new(),
             publish_interval_seconds: None,
+            container_creation: false,
+            losses: Losses::default(),
+            unattributed: KeyTotals::default(),
+            host: KeyTotals::default(),
         }
     }
 }
@@ -414,6 +545,15 @@ pub struct ContainerEvidence {
     /// Seconds of the container's life the agent was not running (restarts).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unobserved_seconds: u64,
+    /// Why the agent could not see everything this container did (its token volume not
+    /// watched, its mount namespace unreadable, a sandboxed runtime, …); absent when covered. A
+    /// container with a reason here can never be judged safe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncovered: Vec<String>,
+    /// The container id this one replaced when restarted in place (from the pod status'
+    /// `lastState`): the earlier instance keeps its own entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_container_id: Option<String>,
     /// When its cgroup went away; absent while it runs.
     #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]

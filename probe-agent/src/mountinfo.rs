@@ -91,37 +91,66 @@ pub fn parse(text: &str) -> (Vec<MountEntry>, Vec<MountinfoError>) {
     (entries, errors)
 }
 
-/// A projected volume mount under the kubelet directory.
+/// The volume plugins whose volumes can hold a service-account token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Plugin {
+    /// `kubernetes.io~projected`: `kube-api-access-*` (automount), custom-audience tokens.
+    Projected,
+    /// `kubernetes.io~secret`: the ServiceAccount's token Secret on clusters without bound
+    /// tokens (automount before Kubernetes 1.21), or any Secret holding a `token`.
+    Secret,
+}
+
+/// A pod volume mount under the kubelet directory that may hold a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectedMount {
+pub struct PodMount {
     pub pod_uid: String,
     pub volume: String,
+    pub plugin: Plugin,
     pub mount_point: String,
     /// Kernel `s_dev` of the volume's tmpfs.
     pub dev: u32,
 }
 
-/// Is `entry` a projected volume, `<kubelet_dir>/pods/<uid>/volumes/kubernetes.io~projected/<name>`,
-/// backed by its own tmpfs? (A projected volume on any other filesystem would share its device
-/// with unrelated files, so it cannot be matched by device and is not watched.)
+/// Is `entry` a projected or Secret volume,
+/// `<kubelet_dir>/pods/<uid>/volumes/kubernetes.io~{projected,secret}/<name>`, backed by its own
+/// tmpfs? (A volume on any other filesystem would share its device with unrelated files, so it
+/// cannot be matched by device and is not watched.)
 #[must_use]
-pub fn projected_volume(entry: &MountEntry, kubelet_dir: &Path) -> Option<ProjectedMount> {
+pub fn pod_volume(entry: &MountEntry, kubelet_dir: &Path) -> Option<PodMount> {
     if entry.fs_type != "tmpfs" {
         return None;
     }
     let rest = Path::new(&entry.mount_point).strip_prefix(kubelet_dir).ok()?;
     let parts: Vec<&str> = rest.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
-    match parts.as_slice() {
-        ["pods", uid, "volumes", "kubernetes.io~projected", name] if is_pod_uid(uid) && !name.is_empty() => {
-            Some(ProjectedMount {
-                pod_uid: (*uid).to_owned(),
-                volume: (*name).to_owned(),
-                mount_point: entry.mount_point.clone(),
-                dev: probe_common::volumes::kernel_dev(entry.major, entry.minor),
-            })
-        }
-        _ => None,
-    }
+    let (uid, plugin, name) = match parts.as_slice() {
+        ["pods", uid, "volumes", "kubernetes.io~projected", name] => (uid, Plugin::Projected, name),
+        ["pods", uid, "volumes", "kubernetes.io~secret", name] => (uid, Plugin::Secret, name),
+        _ => return None,
+    };
+    (is_pod_uid(uid) && !name.is_empty()).then(|| PodMount {
+        pod_uid: (*uid).to_owned(),
+        volume: (*name).to_owned(),
+        plugin,
+        mount_point: entry.mount_point.clone(),
+        dev: probe_common::volumes::kernel_dev(entry.major, entry.minor),
+    })
+}
+
+/// Where the kubelet mounts the automount volume in a container (`/run` is `/var/run` on most
+/// images).
+pub const SA_PATHS: [&str; 2] =
+    ["/var/run/secrets/kubernetes.io/serviceaccount", "/run/secrets/kubernetes.io/serviceaccount"];
+
+/// The kernel device of the mount at the service-account path in a container's own mount table
+/// (its `/proc/<pid>/mountinfo`), if there is one.
+#[must_use]
+pub fn service_account_mount(entries: &[MountEntry]) -> Option<(String, u32)> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| SA_PATHS.contains(&e.mount_point.as_str()))
+        .map(|e| (e.mount_point.clone(), probe_common::volumes::kernel_dev(e.major, e.minor)))
 }
 
 /// A Kubernetes UID: 36 characters of hex digits and four dashes (8-4-4-4-12).
@@ -132,7 +161,8 @@ pub fn is_pod_uid(s: &str) -> bool {
         && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Whether a volume name is the admission-injected automount volume.
+/// Whether a projected volume's name is the admission-injected automount volume's
+/// (`kube-api-access-*`; `run` mode confirms it against the pod spec).
 #[must_use]
 pub fn is_automount_volume(name: &str) -> bool {
     name.strip_prefix("kube-api-access-").is_some_and(|suffix| !suffix.is_empty())
@@ -225,28 +255,50 @@ mod tests {
     }
 
     #[test]
-    fn finds_projected_volumes() {
+    fn finds_pod_volumes() {
         let kubelet = Path::new("/var/lib/kubelet");
         let mp = format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~projected/kube-api-access-x2v9k");
         let e = parse_line(1, &line(&mp, "0:300", "tmpfs")).unwrap();
-        let v = projected_volume(&e, kubelet).unwrap();
+        let v = pod_volume(&e, kubelet).unwrap();
         assert_eq!(v.pod_uid, UID);
         assert_eq!(v.volume, "kube-api-access-x2v9k");
         assert_eq!(v.dev, 300, "kernel s_dev for minor 300 is MAJOR<<20|MINOR");
         let e = parse_line(1, &line(&mp, "1:300", "tmpfs")).unwrap();
-        assert_eq!(projected_volume(&e, kubelet).unwrap().dev, probe_common::volumes::kernel_dev(1, 300));
+        assert_eq!(pod_volume(&e, kubelet).unwrap().dev, probe_common::volumes::kernel_dev(1, 300));
+        assert_eq!(pod_volume(&e, kubelet).unwrap().plugin, Plugin::Projected);
+        // A Secret volume: the legacy automount volume, or any Secret with a token.
+        let secret = format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~secret/default-token-x7k2p");
+        let e = parse_line(1, &line(&secret, "0:301", "tmpfs")).unwrap();
+        let v = pod_volume(&e, kubelet).unwrap();
+        assert_eq!((v.plugin, v.volume.as_str()), (Plugin::Secret, "default-token-x7k2p"));
 
-        // Not tmpfs, a secret volume, a subpath below the volume, another kubelet dir, a bad uid.
+        // Not tmpfs, another plugin, a subpath below the volume, another kubelet dir, a bad uid.
         for (mp, fs) in [
             (mp.clone(), "ext4"),
-            (format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~secret/s"), "tmpfs"),
+            (format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~configmap/s"), "tmpfs"),
             (format!("{mp}/token"), "tmpfs"),
             (format!("/var/lib/kubelet2/pods/{UID}/volumes/kubernetes.io~projected/v"), "tmpfs"),
             ("/var/lib/kubelet/pods/not-a-uid/volumes/kubernetes.io~projected/v".to_owned(), "tmpfs"),
         ] {
             let e = parse_line(1, &line(&mp, "0:9", fs)).unwrap();
-            assert_eq!(projected_volume(&e, kubelet), None, "{mp} {fs}");
+            assert_eq!(pod_volume(&e, kubelet), None, "{mp} {fs}");
         }
+    }
+
+    #[test]
+    fn the_service_account_mount_of_a_container() {
+        let table = format!(
+            "{}\n{}\n{}",
+            line("/", "0:30", "overlay"),
+            line("/var/run/secrets/kubernetes.io/serviceaccount", "0:45", "tmpfs"),
+            line("/etc/hosts", "8:1", "ext4")
+        );
+        let (entries, _) = parse(&table);
+        assert_eq!(service_account_mount(&entries), Some(("/var/run/secrets/kubernetes.io/serviceaccount".into(), 45)));
+        let (entries, _) = parse(&line("/run/secrets/kubernetes.io/serviceaccount", "0:46", "tmpfs"));
+        assert_eq!(service_account_mount(&entries).map(|(_, dev)| dev), Some(46));
+        let (entries, _) = parse(&line("/var/run/secrets/other", "0:47", "tmpfs"));
+        assert_eq!(service_account_mount(&entries), None);
     }
 
     #[test]
@@ -293,7 +345,7 @@ mod tests {
         #[test]
         fn no_line_panics(s in "\\PC{0,200}") {
             if let Ok(e) = parse_line(1, &s) {
-                drop(projected_volume(&e, Path::new("/var/lib/kubelet")));
+                drop(pod_volume(&e, Path::new("/var/lib/kubelet")));
             }
         }
 

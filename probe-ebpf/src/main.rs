@@ -23,6 +23,7 @@
 #![expect(clippy::inline_always, reason = "BPF: helpers are inlined into each program on purpose")]
 #![expect(clippy::needless_pass_by_value, reason = "program signatures are fixed by aya's macros")]
 
+mod cgroups;
 mod connect;
 mod exec;
 mod file;

@@ -34,6 +34,9 @@ pub static TP_EXEC_TASKS: HashMap<u32, u32> = HashMap::with_max_entries(m::EXEC_
 pub static TP_PENDING_OPENS: HashMap<u64, u32> = HashMap::with_max_entries(m::PENDING_OPENS_MAX, 0);
 
 #[map]
+pub static TP_CGROUP_EVENTS: RingBuf = RingBuf::with_byte_size(m::CGROUP_EVENTS_BYTES, 0);
+
+#[map]
 pub static TP_CGROUPS_SEEN: HashMap<m::CgroupRef, u32> = HashMap::with_max_entries(m::CGROUPS_SEEN_MAX, 0);
 
 /// Load-time configuration, patched by the agent (`probe_common::config::GLOBAL`).

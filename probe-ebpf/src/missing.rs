@@ -1,4 +1,5 @@
-//! The `verify` detector: failed (`-ENOENT`) opens of the default token paths, by containers
+//! The `verify` detector: failed (`-ENOENT`) opens and lookups (`stat`, `access`, … — clients
+//! that only look) of the default token paths, by containers
 //! whose token was turned off. A missing file has no inode, so this one needs the path: the
 //! syscall-entry program checks the path string and remembers the thread; the exit program
 //! counts it when the open failed with `ENOENT`. It costs every open, so the agent attaches it

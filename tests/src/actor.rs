@@ -62,6 +62,26 @@ pub enum Action {
     ConnectAttempt(SocketAddr),
     /// A TCP connect from an IPv6 socket to the IPv4-mapped form of an IPv4 address.
     ConnectMapped(SocketAddr),
+    /// A path-taking lookup syscall on `path` — what clients that only look (Python's and
+    /// Ruby's `stat` before `open`) do — made as that raw syscall, not through libc's choice.
+    Look(LookCall, PathBuf),
+}
+
+/// The x86-64 syscalls that look a path up without opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LookCall {
+    Stat,
+    Lstat,
+    Newfstatat,
+    Statx,
+    Access,
+    Faccessat,
+    Faccessat2,
+}
+
+impl LookCall {
+    pub const ALL: [Self; 7] =
+        [Self::Stat, Self::Lstat, Self::Newfstatat, Self::Statx, Self::Access, Self::Faccessat, Self::Faccessat2];
 }
 
 /// The answer to an action: `Ok` or the errno it failed with.
@@ -271,7 +291,29 @@ fn perform(action: &Action) -> Result<(), nix::errno::Errno> {
             }
         }
         Action::ConnectMapped(addr) => connect_mapped(*addr),
+        Action::Look(call, path) => look(*call, path),
     }
+}
+
+fn look(call: LookCall, path: &Path) -> Result<(), nix::errno::Errno> {
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let p = c_path.as_ptr();
+    // Big enough for `struct stat` and `struct statx`.
+    let mut buf = [0u8; 512];
+    let b = buf.as_mut_ptr();
+    // SAFETY: raw syscalls with a valid C string and a buffer larger than any result struct.
+    let ret = unsafe {
+        match call {
+            LookCall::Stat => libc::syscall(libc::SYS_stat, p, b),
+            LookCall::Lstat => libc::syscall(libc::SYS_lstat, p, b),
+            LookCall::Newfstatat => libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, p, b, 0),
+            LookCall::Statx => libc::syscall(libc::SYS_statx, libc::AT_FDCWD, p, 0, libc::STATX_BASIC_STATS, b),
+            LookCall::Access => libc::syscall(libc::SYS_access, p, libc::R_OK),
+            LookCall::Faccessat => libc::syscall(libc::SYS_faccessat, libc::AT_FDCWD, p, libc::R_OK),
+            LookCall::Faccessat2 => libc::syscall(libc::SYS_faccessat2, libc::AT_FDCWD, p, libc::R_OK, 0),
+        }
+    };
+    if ret < 0 { Err(nix::errno::Errno::last()) } else { Ok(()) }
 }
 
 fn errno_of(e: &std::io::Error) -> nix::errno::Errno {

@@ -189,6 +189,90 @@ impl FakeNode {
         Volume { pod_uid: pod.uid.clone(), name: name.to_owned(), dir }
     }
 
+    /// Mounts a Secret volume (`kubernetes.io~secret/<name>`, tmpfs) holding `token`,
+    /// `ca.crt` and `namespace` in the atomic writer's layout: the ServiceAccount's token Secret
+    /// as clusters without bound tokens mount it, or any Secret with a token.
+    ///
+    /// # Panics
+    /// When mounting or writing fails.
+    pub fn secret_volume(&mut self, pod: &Pod, name: &str) -> Volume {
+        let dir = self.kubelet_dir.join("pods").join(&pod.uid).join("volumes/kubernetes.io~secret").join(name);
+        std::fs::create_dir_all(&dir).expect("create volume dir");
+        mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=1m,mode=755"))
+            .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+        self.mounts.push(dir.clone());
+        let files = ["token", "ca.crt", "namespace"];
+        self.write_generation(&dir, &files);
+        for f in files {
+            std::os::unix::fs::symlink(format!("..data/{f}"), dir.join(f)).expect("symlink");
+        }
+        Volume { pod_uid: pod.uid.clone(), name: name.to_owned(), dir }
+    }
+
+    /// A tmpfs holding a token outside the kubelet directory (as when the kubelet's directory
+    /// is not where the agent looks, e.g. behind a symlink).
+    ///
+    /// # Panics
+    /// When mounting or writing fails.
+    pub fn stray_token_dir(&mut self) -> PathBuf {
+        let dir = self.root.join(format!("elsewhere-{}", random_hex(6)));
+        std::fs::create_dir_all(&dir).expect("create dir");
+        mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::empty(), Some("size=1m,mode=755"))
+            .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+        self.mounts.push(dir.clone());
+        std::fs::write(dir.join("token"), "eyJhbGciOiJSUzI1NiJ9.stray.sig").expect("write token");
+        dir
+    }
+
+    /// Runs `/bin/true` as the only process of `container` and removes the container's
+    /// cgroups at once: a container that lives a few milliseconds, between two scans. Returns
+    /// how long it existed.
+    ///
+    /// # Panics
+    /// When the process cannot be started or the cgroups removed.
+    pub fn flash(&mut self, container: &Container) -> std::time::Duration {
+        use std::os::unix::process::CommandExt as _;
+        let start = std::time::Instant::now();
+        let procs =
+            std::ffi::CString::new(container.cgroup_dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                .expect("path without NUL");
+        let mut cmd = std::process::Command::new("/bin/true");
+        // SAFETY: only async-signal-safe calls (open, write, close), no allocation, between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written == 1 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            });
+        }
+        let status = cmd.status().expect("run /bin/true in the container");
+        assert!(status.success(), "{status}");
+        let mut dir = container.cgroup_dir.clone();
+        loop {
+            let mut removed = std::fs::remove_dir(&dir);
+            for _ in 0..100 {
+                if removed.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                removed = std::fs::remove_dir(&dir);
+            }
+            removed.unwrap_or_else(|e| panic!("remove cgroup {}: {e}", dir.display()));
+            self.cgroups.retain(|c| c != &dir);
+            let root = self.cgroup_v1.as_ref().unwrap_or(&self.cgroup_root);
+            if dir.strip_prefix(root).is_ok_and(|rel| format!("/{}", rel.display()) == container.cgroup_path) {
+                break;
+            }
+            dir.pop();
+        }
+        start.elapsed()
+    }
+
     fn write_generation(&mut self, dir: &Path, files: &[&str]) -> String {
         self.rotation += 1;
         let ts = format!("..2026_11_28_12_00_{:02}.{:09}", self.rotation % 60, self.rotation);

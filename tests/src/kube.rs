@@ -12,6 +12,8 @@ use kube::{
 
 /// The environment variable naming the test API server's kubeconfig.
 pub const KUBECONFIG_ENV: &str = "TOKENPROBE_KUBECONFIG";
+/// The same, for the legacy instance (without bound service-account token volumes).
+pub const LEGACY_KUBECONFIG_ENV: &str = "TOKENPROBE_LEGACY_KUBECONFIG";
 
 /// Why there is no client.
 #[derive(Debug)]
@@ -27,7 +29,19 @@ pub enum NoServer {
 /// # Errors
 /// [`NoServer`] saying why there is none.
 pub async fn client() -> Result<Client, NoServer> {
-    let path = std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from).ok_or(NoServer::NotConfigured)?;
+    client_from(KUBECONFIG_ENV).await
+}
+
+/// A client for the legacy test API server (token Secrets instead of projected tokens).
+///
+/// # Errors
+/// [`NoServer`] saying why there is none.
+pub async fn legacy_client() -> Result<Client, NoServer> {
+    client_from(LEGACY_KUBECONFIG_ENV).await
+}
+
+async fn client_from(env: &str) -> Result<Client, NoServer> {
+    let path = std::env::var_os(env).map(PathBuf::from).ok_or(NoServer::NotConfigured)?;
     let kubeconfig =
         Kubeconfig::read_from(&path).map_err(|e| NoServer::Broken(format!("cannot read {}: {e}", path.display())))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

@@ -58,6 +58,11 @@ pub struct AgentArgs {
     /// Fold containers gone longer than this into per-workload totals.
     #[arg(long, value_parser = parse_duration, default_value = "24h")]
     retention: Duration,
+    /// Runtime class names of sandboxed runtimes (gVisor, Kata), comma-separated: their pods'
+    /// file access never reaches the host kernel's view, so their containers are reported as not
+    /// covered (`run` mode). `""` for none.
+    #[arg(long, value_delimiter = ',', default_value = "gvisor,runsc,kata,kata-qemu,kata-clh,kata-fc,kata-dragonball")]
+    sandboxed_runtime_class: Vec<String>,
 }
 
 impl AgentArgs {
@@ -81,6 +86,7 @@ impl AgentArgs {
         config.targets_capacity = self.targets_capacity;
         config.state_dir = self.state_dir;
         config.retention = self.retention;
+        config.sandboxed_runtime_classes = self.sandboxed_runtime_class.into_iter().filter(|c| !c.is_empty()).collect();
         config
     }
 }

@@ -36,8 +36,9 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         let (_, ready) = tokio::sync::watch::channel(true);
         tokio::spawn(http::serve(addr, http::HttpState { handle: agent.handle(), publish: None, ready }))
     });
-    tracing::info!(duration = ?args.duration, "watching; SIGINT or SIGTERM writes the evidence and exits");
+    // Handlers first: once "watching" is logged, a signal is never the default (fatal) one.
     let signal = super::shutdown_signal().context("cannot handle signals")?;
+    tracing::info!(duration = ?args.duration, "watching; SIGINT or SIGTERM writes the evidence and exits");
     match args.duration {
         Some(d) => tokio::select! {
             () = tokio::time::sleep(d) => tracing::info!("duration reached"),

@@ -25,26 +25,39 @@ pub fn effective(pod: &Pod, service_account: Option<&ServiceAccount>) -> (bool, 
     (true, Source::Default)
 }
 
-/// Whether a volume is the automount volume: a projected volume with a service-account token,
-/// the `kube-root-ca.crt` `ConfigMap` and the namespace from the downward API (current
-/// Kubernetes, named `kube-api-access-*`). Older clusters inject a `default-token-*` Secret
-/// volume instead, also recognised.
+/// Whether a volume is the current automount volume: a projected volume named
+/// `kube-api-access-*` with a service-account token, the `kube-root-ca.crt` `ConfigMap` and the
+/// namespace from the downward API.
 #[must_use]
 pub fn is_automount_volume(volume: &Volume) -> bool {
-    if let Some(projected) = &volume.projected {
-        let sources = projected.sources.as_deref().unwrap_or_default();
-        let token = sources.iter().any(|s| s.service_account_token.is_some());
-        let ca = sources.iter().any(|s| s.config_map.as_ref().is_some_and(|c| c.name == "kube-root-ca.crt"));
-        let namespace = sources.iter().any(|s| s.downward_api.is_some());
-        return token && ca && namespace && volume.name.starts_with("kube-api-access-");
-    }
-    volume.secret.is_some() && volume.name.contains("-token-")
+    let Some(projected) = &volume.projected else { return false };
+    let sources = projected.sources.as_deref().unwrap_or_default();
+    let token = sources.iter().any(|s| s.service_account_token.is_some());
+    let ca = sources.iter().any(|s| s.config_map.as_ref().is_some_and(|c| c.name == "kube-root-ca.crt"));
+    let namespace = sources.iter().any(|s| s.downward_api.is_some());
+    token && ca && namespace && volume.name.starts_with("kube-api-access-")
 }
 
-/// The pod's automount volume, if it has one.
+/// The pod's automount volume, if it has one: the `kube-api-access-*` projected volume, or, on
+/// clusters without bound tokens (the `BoundServiceAccountTokenVolume` feature off, before
+/// Kubernetes 1.21), the Secret volume a container mounts at the service-account path (the
+/// ServiceAccount's token Secret). A Secret merely *named* like a token Secret is not it.
 #[must_use]
 pub fn automount_volume(pod: &Pod) -> Option<&Volume> {
-    pod.spec.as_ref()?.volumes.as_ref()?.iter().find(|v| is_automount_volume(v))
+    let spec = pod.spec.as_ref()?;
+    let volumes = spec.volumes.as_ref()?;
+    if let Some(v) = volumes.iter().find(|v| is_automount_volume(v)) {
+        return Some(v);
+    }
+    let mounted_at_sa_path: Vec<&str> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .filter(|m| crate::mountinfo::SA_PATHS.contains(&m.mount_path.trim_end_matches('/')))
+        .map(|m| m.name.as_str())
+        .collect();
+    volumes.iter().find(|v| v.secret.is_some() && mounted_at_sa_path.contains(&v.name.as_str()))
 }
 
 /// Projected volumes other than the automount one that carry a service-account token (custom
@@ -56,7 +69,7 @@ pub fn other_token_volumes(pod: &Pod) -> Vec<&str> {
         .and_then(|s| s.volumes.as_ref())
         .into_iter()
         .flatten()
-        .filter(|v| !is_automount_volume(v))
+        .filter(|v| automount_volume(pod).is_none_or(|a| a.name != v.name))
         .filter(|v| {
             v.projected.as_ref().is_some_and(|p| {
                 p.sources.as_deref().unwrap_or_default().iter().any(|s| s.service_account_token.is_some())
@@ -120,9 +133,19 @@ mod tests {
             ..Volume::default()
         };
         assert!(!is_automount_volume(&fake));
-        let legacy =
+        // Clusters without bound tokens: the ServiceAccount's token Secret mounted at the
+        // service-account path.
+        let mut legacy =
             pod(None, json!([{"name": "default-token-x7k2p", "secret": {"secretName": "default-token-x7k2p"}}]));
-        assert!(automount_volume(&legacy).is_some());
+        legacy.spec.as_mut().unwrap().containers = serde_json::from_value(json!([{"name": "app",
+            "volumeMounts": [{"name": "default-token-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]}]))
+        .unwrap();
+        assert_eq!(automount_volume(&legacy).map(|v| v.name.as_str()), Some("default-token-x7k2p"));
+        // A Secret merely named like a token Secret, mounted elsewhere, is not the automount volume.
+        let mut named = legacy.clone();
+        named.spec.as_mut().unwrap().containers[0].volume_mounts.as_mut().unwrap()[0].mount_path =
+            "/etc/ci-token".into();
+        assert!(automount_volume(&named).is_none());
         assert!(automount_volume(&pod(None, json!([]))).is_none());
     }
 }

@@ -14,6 +14,8 @@ pub struct ContainerMeta {
     pub name: String,
     /// When it started (second resolution), if running or ran.
     pub started_at: Option<OffsetDateTime>,
+    /// The container id it replaced when restarted in place (`lastState.terminated`).
+    pub previous_id: Option<String>,
 }
 
 /// A pod on this node.
@@ -34,6 +36,8 @@ pub struct PodInfo {
     pub automount_volume: Option<String>,
     /// Other projected volumes with a token.
     pub other_token_volumes: Vec<String>,
+    /// `spec.runtimeClassName`.
+    pub runtime_class: Option<String>,
 }
 
 /// `containerd://abc` → `abc` (also `cri-o://`, `docker://`).
@@ -61,9 +65,15 @@ pub fn pod_info(pod: &Pod, workload: Option<Workload>, revision: Option<String>)
         let all = [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses];
         for s in all.into_iter().flatten().flatten() {
             if let Some(id) = &s.container_id {
+                let previous =
+                    s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).and_then(|t| t.container_id.as_deref());
                 containers.insert(
                     container_id(id).to_owned(),
-                    ContainerMeta { name: s.name.clone(), started_at: started_at(s) },
+                    ContainerMeta {
+                        name: s.name.clone(),
+                        started_at: started_at(s),
+                        previous_id: previous.filter(|p| !p.is_empty()).map(|p| container_id(p).to_owned()),
+                    },
                 );
             }
         }
@@ -79,6 +89,7 @@ pub fn pod_info(pod: &Pod, workload: Option<Workload>, revision: Option<String>)
         containers,
         automount_volume: automount::automount_volume(pod).map(|v| v.name.clone()),
         other_token_volumes: automount::other_token_volumes(pod).into_iter().map(str::to_owned).collect(),
+        runtime_class: pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()),
     })
 }
 
@@ -101,8 +112,9 @@ mod tests {
             ]},
             "status": {
                 "containerStatuses": [
-                    {"name": "app", "containerID": "containerd://aaa", "image": "", "imageID": "", "ready": true, "restartCount": 0,
-                     "state": {"running": {"startedAt": "2026-11-28T12:00:00Z"}}},
+                    {"name": "app", "containerID": "containerd://aaa", "image": "", "imageID": "", "ready": true, "restartCount": 1,
+                     "state": {"running": {"startedAt": "2026-11-28T12:00:00Z"}},
+                     "lastState": {"terminated": {"exitCode": 1, "containerID": "containerd://a00"}}},
                     {"name": "proxy", "containerID": "cri-o://bbb", "image": "", "imageID": "", "ready": true, "restartCount": 0}
                 ],
                 "initContainerStatuses": [
@@ -120,7 +132,9 @@ mod tests {
         assert_eq!(info.service_account.as_deref(), Some("web"));
         assert_eq!(info.containers["aaa"].name, "app");
         assert_eq!(info.containers["aaa"].started_at.map(OffsetDateTime::unix_timestamp), Some(1_795_867_200));
+        assert_eq!(info.containers["aaa"].previous_id.as_deref(), Some("a00"), "restarted in place");
         assert_eq!(info.containers["bbb"].name, "proxy");
+        assert_eq!(info.containers["bbb"].previous_id, None);
         assert_eq!(info.containers["bbb"].started_at, None);
         assert_eq!(info.containers["ccc"].name, "init");
         assert_eq!(info.automount_volume.as_deref(), Some("kube-api-access-x"));

@@ -1,14 +1,28 @@
 //! Turning the node model and the kernel's counters into evidence, enriched with what the API
 //! server says about the pods (`run` mode).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Container, Node};
+use crate::mountinfo::Plugin;
 use crate::{
+    canary::CANARY_ID,
     clock::Clock,
-    evidence::{ContainerEvidence, ContainerKey, KeyKind, OtherVolume, Reads, VolumeEvidence},
+    evidence::{ContainerEvidence, ContainerKey, KeyKind, KeyTotals, OtherVolume, Reads, VolumeEvidence},
     k8s::podinfo::PodInfo,
 };
+
+/// Adds one counter to totals of keys that are no container's.
+pub fn add_to_totals(totals: &mut KeyTotals, k: &CountKey, v: &CountValue, clock: &Clock) {
+    match k.kind {
+        kind::API_CONNECT => totals.api_connects = totals.api_connects.saturating_add(v.count),
+        k if kind::is_read(k) => totals.reads.add(k, v.count),
+        _ => return,
+    }
+    let (first, last) = (clock.wall(v.first_ns), clock.wall(v.last_ns));
+    totals.first_seen = Some(totals.first_seen.map_or(first, |t| t.min(first)));
+    totals.last_seen = Some(totals.last_seen.map_or(last, |t| t.max(last)));
+}
 use probe_common::{
     config::key_kind,
     counters::{CountKey, CountValue, kind, session},
@@ -91,12 +105,16 @@ impl Node {
         since: Option<u64>,
     ) -> ContainerEvidence {
         let meta = pod.and_then(|p| p.containers.get(&c.container_id));
-        // Process start times (tick resolution) decide; without a process to look at, the
-        // container's startedAt from the pod status (second resolution, rounded down).
-        let observed_from_start = match (c.oldest_start, since) {
-            (Some(start), Some(since)) => Some(start >= since),
-            (None, Some(since)) => meta.and_then(|m| m.started_at).map(|started| started >= clock.wall(since)),
-            _ => None,
+        // Either proves it: the kernel reported its cgroup created after its pod's volume was
+        // watched (every process of it started later), or its oldest process started after that
+        // (tick resolution, rounded down). Without either, the container's startedAt from the
+        // pod status (second resolution, rounded down).
+        let created = c.created_ns.zip(since).map(|(created, since)| created >= since);
+        let started = c.oldest_start.zip(since).map(|(start, since)| start >= since);
+        let observed_from_start = match (created, started) {
+            (Some(a), Some(b)) => Some(a || b),
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (None, None) => since.and_then(|since| meta.and_then(|m| m.started_at).map(|s| s >= clock.wall(since))),
         };
         let key_id = self.keys(c).first().copied().unwrap_or(0);
         ContainerEvidence {
@@ -124,14 +142,96 @@ impl Node {
             observed_since: since.map(|t| clock.wall(t)),
             observed_from_start,
             unobserved_seconds: 0,
+            uncovered: self.uncovered(c, pod),
+            previous_container_id: meta.and_then(|m| m.previous_id.clone()),
             gone_since: c.gone_since.map(|t| clock.wall(t)),
         }
     }
 
-    /// Whether a volume is its pod's automount volume: the pod spec says so when known,
-    /// else its name (`kube-api-access-*`).
-    fn is_automount(volume: &super::Volume, pod: Option<&PodInfo>) -> bool {
-        pod.map_or(volume.automount, |p| p.automount_volume.as_deref() == Some(volume.name.as_str()))
+    /// Why the agent cannot vouch for everything a container did.
+    fn uncovered(&self, c: &Container, pod: Option<&PodInfo>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(class) = pod.and_then(|p| p.runtime_class.as_deref())
+            && self.sandboxed.contains(class)
+        {
+            out.push(format!(
+                "sandboxed runtime (RuntimeClass {class}): its file access never reaches the host kernel's view"
+            ));
+        }
+        if let Some(name) = pod.and_then(|p| p.automount_volume.as_deref())
+            && !self.volumes.values().any(|v| v.pod_uid == c.pod_uid && v.name == name)
+        {
+            out.push(match self.failed_volumes.get(&(c.pod_uid.clone(), name.to_owned())) {
+                Some(reason) => format!("its automount volume {name} could not be watched: {reason}"),
+                None => format!(
+                    "its automount volume {name} was not found in the host mount table under the kubelet directory (a kubelet directory elsewhere, e.g. behind a symlink?)"
+                ),
+            });
+        }
+        if let Some((path, dev)) = &c.sa_mount
+            && !self.volumes.values().any(|v| v.dev == *dev)
+        {
+            let (major, minor) = probe_common::volumes::split_dev(*dev);
+            out.push(format!(
+                "the token at {path} in the container is on device {major}:{minor}, which is not watched"
+            ));
+        }
+        if self.key_kind == KeyKind::MountNs
+            && c.gone_since.is_none()
+            && c.oldest_start.is_some()
+            && c.mnt_ns.is_empty()
+        {
+            out.push(
+                "its processes' mount namespaces could not be read (CAP_SYS_PTRACE?): its events cannot be attributed"
+                    .into(),
+            );
+        }
+        if c.mnt_ns_conflict {
+            out.push("a mount-namespace inode of it was also another container's: their counts may be merged".into());
+        }
+        out
+    }
+
+    /// Counts under kernel keys that are no container's: the host's, and the ones the agent
+    /// could not attribute.
+    #[must_use]
+    pub fn key_totals(&self, counters: &HashMap<CountKey, CountValue>, clock: &Clock) -> (KeyTotals, KeyTotals) {
+        let wanted = match self.key_kind {
+            KeyKind::Cgroup => key_kind::CGROUP,
+            KeyKind::MountNs => key_kind::MOUNT_NS,
+        };
+        let mut host = KeyTotals::default();
+        let mut unattributed = KeyTotals::default();
+        let mut host_keys = HashSet::new();
+        let mut other_keys = HashSet::new();
+        for (k, v) in counters.iter().filter(|(k, _)| k.key_kind == wanted && !self.by_key.contains_key(&k.key_id)) {
+            if k.target == CANARY_ID || k.kind == kind::MISSING_TOKEN {
+                continue;
+            }
+            let (totals, keys) = if self.is_host_key(k.key_id) {
+                (&mut host, &mut host_keys)
+            } else {
+                (&mut unattributed, &mut other_keys)
+            };
+            keys.insert(k.key_id);
+            add_to_totals(totals, k, v, clock);
+        }
+        host.keys = host_keys.len() as u64;
+        unattributed.keys = other_keys.len() as u64;
+        (host, unattributed)
+    }
+
+    /// Whether a volume is its pod's automount volume: the pod spec says so when known; else
+    /// a projected volume's name (`kube-api-access-*`), or — a Secret volume (clusters without
+    /// bound tokens) — the container's own mount table showing it at the service-account path.
+    fn is_automount(volume: &super::Volume, c: &Container, pod: Option<&PodInfo>) -> bool {
+        match pod {
+            Some(p) => p.automount_volume.as_deref() == Some(volume.name.as_str()),
+            None => match volume.plugin {
+                Plugin::Projected => volume.automount,
+                Plugin::Secret => c.sa_mount.as_ref().is_some_and(|(_, dev)| *dev == volume.dev),
+            },
+        }
     }
 
     fn add_count(
@@ -152,7 +252,7 @@ impl Node {
             kind::MISSING_TOKEN => ev.missing_token_opens = ev.missing_token_opens.saturating_add(count),
             k if kind::is_read(k) => {
                 let Some(volume) = self.volumes.get(&key.target) else { return };
-                if volume.pod_uid == c.pod_uid && Self::is_automount(volume, pod) {
+                if volume.pod_uid == c.pod_uid && Self::is_automount(volume, c, pod) {
                     let reads = if exec { &mut ev.exec_reads } else { &mut ev.reads };
                     reads.add(k, count);
                 } else {

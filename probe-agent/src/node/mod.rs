@@ -3,16 +3,22 @@
 //! ([`evidence`]).
 
 mod evidence;
+
+pub use self::evidence::add_to_totals;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::{
     cgroup::{FoundCgroup, Runtime},
     evidence::KeyKind,
-    mountinfo::{ProjectedMount, is_automount_volume},
+    mountinfo::{Plugin, PodMount, is_automount_volume},
 };
+
+/// How many scans look for a container's service-account mount before giving up (its runtime
+/// may still be setting up mounts at the first one).
+const SA_MOUNT_TRIES: u8 = 10;
 
 /// Most process names kept per container.
 pub const MAX_PROCESSES: usize = 16;
@@ -24,7 +30,9 @@ pub struct Volume {
     pub dev: u32,
     pub pod_uid: String,
     pub name: String,
-    /// Named like the automount volume (`run` mode confirms it against the pod spec).
+    pub plugin: Plugin,
+    /// A projected volume named like the automount volume (`run` mode confirms it against the
+    /// pod spec; a Secret volume is confirmed by a container's own mount table).
     pub automount: bool,
     pub mount_point: String,
     /// Boot-time ns when the volume went into the kernel map: opens are counted from then on.
@@ -49,6 +57,36 @@ pub struct Container {
     pub gone_since: Option<u64>,
     pub processes: BTreeSet<String>,
     pub exec_processes: BTreeSet<String>,
+    /// Boot-time ns when the kernel reported its cgroup created (after the programs attached):
+    /// every process of it started after that.
+    pub created_ns: Option<u64>,
+    /// The mount at the service-account path in its own mount table: (path, kernel dev).
+    pub sa_mount: Option<(String, u32)>,
+    /// Scans left that look for `sa_mount`.
+    pub sa_mount_tries: u8,
+    /// A mount-namespace inode of it was also another container's (reused after one ended).
+    pub mnt_ns_conflict: bool,
+}
+
+impl Container {
+    fn new(found: &FoundCgroup) -> Self {
+        Self {
+            pod_uid: found.container.pod_uid.clone(),
+            container_id: found.container.container_id.clone(),
+            runtime: found.container.runtime,
+            cgroup_path: found.container.container_path.clone(),
+            cgroup_ids: BTreeSet::new(),
+            mnt_ns: BTreeSet::new(),
+            oldest_start: None,
+            gone_since: None,
+            processes: BTreeSet::new(),
+            exec_processes: BTreeSet::new(),
+            created_ns: None,
+            sa_mount: None,
+            sa_mount_tries: SA_MOUNT_TRIES,
+            mnt_ns_conflict: false,
+        }
+    }
 }
 
 /// What a scan learns from a container's processes.
@@ -56,6 +94,8 @@ pub struct Container {
 pub struct Inspection {
     pub oldest_start: Option<u64>,
     pub mnt_ns: Vec<u64>,
+    /// The mount at the service-account path in a process's mount table (when asked for).
+    pub sa_mount: Option<(String, u32)>,
 }
 
 /// Volumes to add to and remove from the kernel map.
@@ -85,6 +125,15 @@ pub struct Node {
     pub key_kind: KeyKind,
     /// Boot-time ns when the programs were attached.
     pub attached_at: u64,
+    /// Cgroups of the containers' hierarchy that are not under kubepods (the host's), from the
+    /// last scan: counts under them are host counts.
+    host_ids: HashSet<u64>,
+    /// The host's mount namespace (counts under it are host counts on mount-namespace nodes).
+    pub host_mnt_ns: Option<u64>,
+    /// Volumes found but not watched, by (pod UID, name), with why.
+    failed_volumes: BTreeMap<(String, String), String>,
+    /// `RuntimeClass` names whose pods' file access never reaches the host kernel's view.
+    pub sandboxed: BTreeSet<String>,
 }
 
 impl Node {
@@ -99,6 +148,10 @@ impl Node {
             pod_dirs: BTreeMap::new(),
             key_kind,
             attached_at,
+            host_ids: HashSet::new(),
+            host_mnt_ns: None,
+            failed_volumes: BTreeMap::new(),
+            sandboxed: BTreeSet::new(),
         }
     }
 
@@ -106,12 +159,12 @@ impl Node {
     /// whether a non-automount volume has a `token` file (it must not open it).
     pub fn sync_mounts(
         &mut self,
-        mounts: &[ProjectedMount],
-        holds_token: impl Fn(&ProjectedMount) -> bool,
+        mounts: &[PodMount],
+        holds_token: impl Fn(&PodMount) -> bool,
         now: u64,
     ) -> MountChanges {
         let mut changes = MountChanges::default();
-        let mut present: HashMap<u32, &ProjectedMount> = HashMap::new();
+        let mut present: HashMap<u32, &PodMount> = HashMap::new();
         for m in mounts {
             // Bind mounts of one tmpfs share a device: the first line names the volume.
             present.entry(m.dev).or_insert(m);
@@ -135,11 +188,10 @@ impl Node {
             }
             changes.removed.push(dev);
         }
-        let mut new: Vec<&ProjectedMount> =
-            present.values().filter(|m| !self.by_dev.contains_key(&m.dev)).copied().collect();
+        let mut new: Vec<&PodMount> = present.values().filter(|m| !self.by_dev.contains_key(&m.dev)).copied().collect();
         new.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
         for m in new {
-            let automount = is_automount_volume(&m.volume);
+            let automount = m.plugin == Plugin::Projected && is_automount_volume(&m.volume);
             if !automount && !holds_token(m) {
                 continue;
             }
@@ -152,6 +204,7 @@ impl Node {
                     dev: m.dev,
                     pod_uid: m.pod_uid.clone(),
                     name: m.volume.clone(),
+                    plugin: m.plugin,
                     automount,
                     mount_point: m.mount_point.clone(),
                     watched_since: now,
@@ -171,10 +224,43 @@ impl Node {
         }
     }
 
-    /// Drops a volume that could not be watched, so the next sync tries it again.
-    pub fn forget_volume(&mut self, id: u32) {
+    /// Drops a volume that could not be watched, so the next sync tries it again; until it is
+    /// watched, its pod's containers say why they are not covered.
+    pub fn forget_volume(&mut self, id: u32, reason: &str) {
         if let Some(v) = self.volumes.remove(&id) {
             self.by_dev.remove(&v.dev);
+            self.failed_volumes.insert((v.pod_uid, v.name), reason.to_owned());
+        }
+    }
+
+    /// Sets the host's cgroups (not under kubepods) found by the last scan.
+    pub fn set_host_ids(&mut self, ids: HashSet<u64>) {
+        self.host_ids = ids;
+    }
+
+    /// Records a container cgroup the kernel reported created at boot-time `created_ns`: the
+    /// container exists from now on, even if it ends before the next scan. False when its pod
+    /// is not watched (no volume, no kubelet directory known yet).
+    pub fn record_created(&mut self, found: &FoundCgroup, created_ns: u64) -> bool {
+        if !self.watched_pods().contains(found.container.pod_uid.as_str()) {
+            return false;
+        }
+        let id = (found.container.pod_uid.clone(), found.container.container_id.clone());
+        let c = self.containers.entry(id.clone()).or_insert_with(|| Container::new(found));
+        c.created_ns = Some(c.created_ns.map_or(created_ns, |t| t.min(created_ns)));
+        c.cgroup_ids.insert(found.id);
+        if self.key_kind == KeyKind::Cgroup {
+            self.by_key.insert(found.id, id);
+        }
+        true
+    }
+
+    /// Whether a kernel key (cgroup id or mount-namespace inode) belongs to the host.
+    #[must_use]
+    pub fn is_host_key(&self, key: u64) -> bool {
+        match self.key_kind {
+            KeyKind::Cgroup => self.host_ids.contains(&key),
+            KeyKind::MountNs => self.host_mnt_ns == Some(key),
         }
     }
 
@@ -195,29 +281,18 @@ impl Node {
 
     /// Brings the containers in line with a cgroup scan at boot-time `now`. Returns the
     /// containers found gone since the last scan. `inspect` looks at the processes of a
-    /// container cgroup (and below).
+    /// container cgroup (and below), and at one's mount table when asked.
     pub fn sync_cgroups(
         &mut self,
         found: &[FoundCgroup],
         now: u64,
-        inspect: impl Fn(&str) -> Inspection,
+        inspect: impl Fn(&str, bool) -> Inspection,
     ) -> Vec<ContainerRef> {
         let pods: BTreeSet<String> = self.watched_pods().into_iter().map(str::to_owned).collect();
         let mut seen: BTreeSet<ContainerRef> = BTreeSet::new();
         for f in found.iter().filter(|f| pods.contains(&f.container.pod_uid)) {
             let id = (f.container.pod_uid.clone(), f.container.container_id.clone());
-            let c = self.containers.entry(id.clone()).or_insert_with(|| Container {
-                pod_uid: id.0.clone(),
-                container_id: id.1.clone(),
-                runtime: f.container.runtime,
-                cgroup_path: f.container.container_path.clone(),
-                cgroup_ids: BTreeSet::new(),
-                mnt_ns: BTreeSet::new(),
-                oldest_start: None,
-                gone_since: None,
-                processes: BTreeSet::new(),
-                exec_processes: BTreeSet::new(),
-            });
+            let c = self.containers.entry(id.clone()).or_insert_with(|| Container::new(f));
             c.gone_since = None;
             c.cgroup_ids.insert(f.id);
             if self.key_kind == KeyKind::Cgroup {
@@ -226,22 +301,53 @@ impl Node {
             seen.insert(id);
         }
         let mut gone = Vec::new();
+        let mut conflicts: Vec<(u64, ContainerRef)> = Vec::new();
         for (id, c) in &mut self.containers {
             if seen.contains(id) {
-                let inspection = inspect(&c.cgroup_path);
+                let look_for_sa = c.sa_mount.is_none() && c.sa_mount_tries > 0;
+                let inspection = inspect(&c.cgroup_path, look_for_sa);
                 if c.oldest_start.is_none() {
                     c.oldest_start = inspection.oldest_start;
+                }
+                if look_for_sa {
+                    c.sa_mount_tries -= 1;
+                    c.sa_mount = inspection.sa_mount;
                 }
                 if self.key_kind == KeyKind::MountNs {
                     for ns in inspection.mnt_ns {
                         if c.mnt_ns.insert(ns) {
-                            self.by_key.insert(ns, id.clone());
+                            conflicts.push((ns, id.clone()));
                         }
                     }
                 }
             } else if c.gone_since.is_none() {
                 c.gone_since = Some(now);
                 gone.push(id.clone());
+            }
+        }
+        for (ns, id) in conflicts {
+            // A mount-namespace inode is reused once its namespace is freed: if another
+            // container still holds it, counts under it may belong to either.
+            if let Some(other) = self.by_key.insert(ns, id.clone())
+                && other != id
+            {
+                for c in [&other, &id] {
+                    if let Some(c) = self.containers.get_mut(c) {
+                        c.mnt_ns_conflict = true;
+                    }
+                }
+            }
+        }
+        if self.key_kind == KeyKind::MountNs {
+            // A gone container's namespaces may be reused by the next container.
+            for id in &gone {
+                if let Some(c) = self.containers.get(id) {
+                    for ns in &c.mnt_ns {
+                        if self.by_key.get(ns) == Some(id) {
+                            self.by_key.remove(ns);
+                        }
+                    }
+                }
             }
         }
         gone

@@ -15,10 +15,11 @@ use crate::{
 const POD: &str = "0f4a3c2e-1b2d-4c5e-8f90-123456789abc";
 const OTHER_POD: &str = "1f4a3c2e-1b2d-4c5e-8f90-123456789abc";
 
-fn mount(pod: &str, name: &str, dev: u32) -> ProjectedMount {
-    ProjectedMount {
+fn mount(pod: &str, name: &str, dev: u32) -> PodMount {
+    PodMount {
         pod_uid: pod.into(),
         volume: name.into(),
+        plugin: crate::mountinfo::Plugin::Projected,
         mount_point: format!("/k/pods/{pod}/volumes/kubernetes.io~projected/{name}"),
         dev,
     }
@@ -85,7 +86,10 @@ fn evidence_attributes_counts_to_containers() {
             found(OTHER_POD, "cccc", 3000, ""),
         ],
         100,
-        |path: &str| Inspection { oldest_start: Some(if path.ends_with("aaaa") { 150 } else { 20 }), mnt_ns: vec![] },
+        |path: &str, _| Inspection {
+            oldest_start: Some(if path.ends_with("aaaa") { 150 } else { 20 }),
+            ..Inspection::default()
+        },
     );
     assert!(gone.is_empty());
     let counters: HashMap<CountKey, CountValue> = [
@@ -123,12 +127,12 @@ fn evidence_attributes_counts_to_containers() {
 fn gone_containers_are_reported_once() {
     let mut node = Node::new(0, KeyKind::Cgroup);
     node.sync_mounts(&[mount(POD, "kube-api-access-a", 5)], |_| true, 0);
-    node.sync_cgroups(&[found(POD, "aaaa", 1000, ""), found(POD, "aaaa", 1001, "/n")], 1, |_| Inspection::default());
-    let gone = node.sync_cgroups(&[], 2, |_| Inspection::default());
+    node.sync_cgroups(&[found(POD, "aaaa", 1000, ""), found(POD, "aaaa", 1001, "/n")], 1, |_, _| Inspection::default());
+    let gone = node.sync_cgroups(&[], 2, |_, _| Inspection::default());
     assert_eq!(gone, vec![(POD.to_owned(), "aaaa".to_owned())]);
     let c = node.container(&gone[0]).unwrap();
     assert_eq!(node.keys(c).iter().copied().collect::<Vec<_>>(), vec![1000, 1001]);
-    assert!(node.sync_cgroups(&[], 3, |_| Inspection::default()).is_empty());
+    assert!(node.sync_cgroups(&[], 3, |_, _| Inspection::default()).is_empty());
     assert_eq!(node.containers().next().unwrap().gone_since, Some(2));
     assert_eq!(node.containers().count(), 1, "kept for the evidence");
 }
@@ -137,7 +141,7 @@ fn gone_containers_are_reported_once() {
 fn process_names_are_capped() {
     let mut node = Node::new(0, KeyKind::Cgroup);
     node.sync_mounts(&[mount(POD, "kube-api-access-a", 5)], |_| true, 0);
-    node.sync_cgroups(&[found(POD, "aaaa", 1000, "")], 1, |_| Inspection::default());
+    node.sync_cgroups(&[found(POD, "aaaa", 1000, "")], 1, |_, _| Inspection::default());
     for i in 0..100 {
         node.note_process(1000, &format!("p{i}"), false);
     }
@@ -152,7 +156,9 @@ fn process_names_are_capped() {
 fn pod_metadata_enriches_and_sandboxes_are_left_out() {
     let mut node = Node::new(50, KeyKind::Cgroup);
     node.sync_mounts(&[mount(POD, "kube-api-access-a", 5), mount(POD, "kube-api-access-b", 6)], |_| true, 100);
-    node.sync_cgroups(&[found(POD, "aaaa", 1000, ""), found(POD, "pause", 1001, "")], 100, |_| Inspection::default());
+    node.sync_cgroups(&[found(POD, "aaaa", 1000, ""), found(POD, "pause", 1001, "")], 100, |_, _| {
+        Inspection::default()
+    });
     let started = Clock::with_offset(0).wall(200);
     let pods: HashMap<String, PodInfo> = [(
         POD.to_owned(),
@@ -164,10 +170,15 @@ fn pod_metadata_enriches_and_sandboxes_are_left_out() {
             workload: Some(Workload { kind: "Deployment".into(), name: "web".into() }),
             revision: Some("7d9f".into()),
             phase: Some("Running".into()),
-            containers: [("aaaa".to_owned(), ContainerMeta { name: "app".into(), started_at: Some(started) })].into(),
+            containers: [(
+                "aaaa".to_owned(),
+                ContainerMeta { name: "app".into(), started_at: Some(started), previous_id: None },
+            )]
+            .into(),
             // The spec says the automount volume is `b`; `a` only looks like one.
             automount_volume: Some("kube-api-access-b".into()),
             other_token_volumes: Vec::new(),
+            runtime_class: None,
         },
     )]
     .into();
@@ -194,9 +205,10 @@ fn pod_metadata_enriches_and_sandboxes_are_left_out() {
 fn mount_namespace_keys() {
     let mut node = Node::new(0, KeyKind::MountNs);
     node.sync_mounts(&[mount(POD, "kube-api-access-a", 5)], |_| true, 0);
-    node.sync_cgroups(&[found(POD, "aaaa", 1000, "")], 1, |_| Inspection {
+    node.sync_cgroups(&[found(POD, "aaaa", 1000, "")], 1, |_, _| Inspection {
         oldest_start: Some(5),
         mnt_ns: vec![4_026_532_001],
+        ..Inspection::default()
     });
     assert!(node.knows_key(4_026_532_001));
     assert!(!node.knows_key(1000), "cgroup ids are not keys on a mount-namespace node");
@@ -208,4 +220,40 @@ fn mount_namespace_keys() {
     assert_eq!(ev[0].reads.token, 3);
     assert_eq!(ev[0].key.kind, KeyKind::MountNs);
     assert_eq!(ev[0].key.id, 4_026_532_001);
+}
+
+#[test]
+fn a_reused_mount_namespace_is_flagged_and_a_freed_one_is_not() {
+    let mut node = Node::new(0, KeyKind::MountNs);
+    node.sync_mounts(&[mount(POD, "kube-api-access-a", 5)], |_| true, 0);
+    let ns_of =
+        |n: u64| move |_: &str, _: bool| Inspection { oldest_start: Some(5), mnt_ns: vec![n], ..Inspection::default() };
+    node.sync_cgroups(&[found(POD, "aaaa", 1000, "")], 1, ns_of(4_026_532_001));
+    // aaaa ends; bbbb later gets the freed inode: a new container, no conflict.
+    node.sync_cgroups(&[], 2, ns_of(0));
+    node.sync_cgroups(&[found(POD, "bbbb", 2000, "")], 3, ns_of(4_026_532_001));
+    let flagged = |node: &Node, id: &str| node.containers().find(|c| c.container_id == id).unwrap().mnt_ns_conflict;
+    assert!(!flagged(&node, "aaaa") && !flagged(&node, "bbbb"));
+    // cccc claims the inode while bbbb still holds it: both are flagged, and say so.
+    node.sync_cgroups(&[found(POD, "bbbb", 2000, ""), found(POD, "cccc", 3000, "")], 4, ns_of(4_026_532_001));
+    assert!(flagged(&node, "bbbb") && flagged(&node, "cccc"));
+    let ev = node.container_evidence(&HashMap::new(), &Clock::with_offset(0), &HashMap::new());
+    let cccc = ev.iter().find(|e| e.container_id.as_deref() == Some("cccc")).unwrap();
+    assert!(cccc.uncovered.iter().any(|u| u.contains("also another container's")), "{cccc:#?}");
+}
+
+#[test]
+fn a_container_reported_created_exists_before_any_scan() {
+    let mut node = Node::new(10, KeyKind::Cgroup);
+    let f = found(POD, "aaaa", 1000, "");
+    assert!(!node.record_created(&f, 50), "its pod is not watched yet");
+    node.sync_mounts(&[mount(POD, "kube-api-access-a", 5)], |_| true, 20);
+    assert!(node.record_created(&f, 50));
+    assert!(node.knows_key(1000));
+    // Gone before any scan saw it: still an entry, observed from its start.
+    node.sync_cgroups(&[], 60, |_, _| Inspection::default());
+    let ev = node.container_evidence(&HashMap::new(), &Clock::with_offset(0), &HashMap::new());
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].observed_from_start, Some(true));
+    assert!(ev[0].gone_since.is_some());
 }

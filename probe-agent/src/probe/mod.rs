@@ -109,8 +109,11 @@ pub struct Probe {
     pub exec_tracking: bool,
     /// Whether failed opens of the default token paths are counted.
     pub missing_token: bool,
+    /// Whether container cgroups are reported as they are created.
+    pub container_creation: bool,
     stats: PerCpuArray<MapData, u64>,
     notices: Option<RingBuf<MapData>>,
+    cgroup_events: Option<RingBuf<MapData>>,
     /// Kernel-side diagnostics (aya-log). Its map must stay open until the programs are loaded.
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     options: ProbeOptions,
@@ -249,8 +252,10 @@ impl Probe {
             cgroups_seen: take(&mut ebpf, maps::CGROUPS_SEEN)?,
             exec_tracking: false,
             missing_token: false,
+            container_creation: false,
             stats: take(&mut ebpf, maps::STATS)?,
             notices: Some(take(&mut ebpf, maps::NOTICES)?),
+            cgroup_events: Some(take(&mut ebpf, maps::CGROUP_EVENTS)?),
             ebpf,
             btf: aya_btf,
             file_mode: None,
@@ -263,6 +268,11 @@ impl Probe {
     /// The notice ring buffer; take it and start reading before [`Probe::attach`].
     pub fn take_notices(&mut self) -> Option<RingBuf<MapData>> {
         self.notices.take()
+    }
+
+    /// The created-cgroup ring buffer; take it and start reading before [`Probe::attach`].
+    pub fn take_cgroup_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.cgroup_events.take()
     }
 
     /// The kernel-side log reader; take it and start flushing it before [`Probe::attach`].
@@ -295,6 +305,13 @@ impl Probe {
                     tracing::warn!(%reason, "exec sessions cannot be told apart; their use counts as the application's");
                     rejected.push(Rejection { detector: "exec-session", mode: "raw_tp", reason });
                 }
+            }
+        }
+        match self.attach_raw("tp_cgroup_mkdir", "cgroup_mkdir") {
+            Ok(()) => self.container_creation = true,
+            Err(reason) => {
+                tracing::warn!(%reason, "container cgroups are not reported as they are created: containers that end between two scans can be missed");
+                rejected.push(Rejection { detector: "container-creation", mode: "raw_tp", reason });
             }
         }
         if self.options.missing_token {
@@ -338,6 +355,18 @@ impl Probe {
         None
     }
 
+    /// One raw tracepoint program.
+    fn attach_raw(&mut self, name: &str, tracepoint: &str) -> Result<(), String> {
+        let program = program::<RawTracePoint>(&mut self.ebpf, name)?;
+        program.load().map_err(describe)?;
+        if let Err(e) = program.attach(tracepoint) {
+            let reason = describe(e);
+            unload(program);
+            return Err(format!("{tracepoint}: {reason}"));
+        }
+        Ok(())
+    }
+
     /// The exec-session raw tracepoints: cgroup attach, fork, exit. All or none.
     fn attach_exec_tracking(&mut self) -> Result<(), String> {
         const PROGRAMS: [(&str, &str); 3] = [
@@ -358,27 +387,53 @@ impl Probe {
         Ok(())
     }
 
-    /// The missing-token detector: syscall entry (path) and exit (result) of open, openat,
-    /// openat2.
+    /// The missing-token detector: syscall entry (path) and exit (result) of every x86-64
+    /// syscall that opens or looks up a path — clients that only look (`stat` before `open`)
+    /// reach for the token too. `openat` is required; the others are attached where the kernel
+    /// has them.
     fn attach_missing_token(&mut self) -> Result<(), String> {
         const PROGRAMS: [&str; 3] = ["tp_missing_enter_at", "tp_missing_enter_open", "tp_missing_exit"];
-        let tracefs = crate::tracefs::ensure_mounted()?;
-        for (event, offset) in [("sys_enter_openat", 24), ("sys_enter_openat2", 24), ("sys_enter_open", 16)] {
-            crate::tracefs::check_field(&tracefs, event, "filename", offset)?;
-        }
-        let attachments: [(&str, &[&str]); 3] = [
-            ("tp_missing_enter_at", &["sys_enter_openat", "sys_enter_openat2"]),
-            ("tp_missing_enter_open", &["sys_enter_open"]),
-            ("tp_missing_exit", &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"]),
+        /// (syscall, offset of `filename` in its `sys_enter_*` record, entry program)
+        const SYSCALLS: [(&str, usize, &str); 11] = [
+            ("openat", 24, "tp_missing_enter_at"),
+            ("openat2", 24, "tp_missing_enter_at"),
+            ("open", 16, "tp_missing_enter_open"),
+            ("newstat", 16, "tp_missing_enter_open"),
+            ("newlstat", 16, "tp_missing_enter_open"),
+            ("newfstatat", 24, "tp_missing_enter_at"),
+            ("statx", 24, "tp_missing_enter_at"),
+            ("access", 16, "tp_missing_enter_open"),
+            ("faccessat", 24, "tp_missing_enter_at"),
+            ("faccessat2", 24, "tp_missing_enter_at"),
+            ("creat", 16, "tp_missing_enter_open"),
         ];
-        for (name, events) in attachments {
-            let result = program::<TracePoint>(&mut self.ebpf, name).and_then(|p| {
-                p.load().map_err(describe)?;
-                events.iter().try_for_each(|event| p.attach("syscalls", event).map(drop).map_err(describe))
+        let tracefs = crate::tracefs::ensure_mounted()?;
+        let fail = |probe: &mut Self, reason: String| {
+            probe.unload_all(&PROGRAMS);
+            Err(reason)
+        };
+        for name in PROGRAMS {
+            if let Err(reason) = program::<TracePoint>(&mut self.ebpf, name).and_then(|p| p.load().map_err(describe)) {
+                return fail(self, format!("{name}: {reason}"));
+            }
+        }
+        for (syscall, offset, entry) in SYSCALLS {
+            let enter = format!("sys_enter_{syscall}");
+            let exit = format!("sys_exit_{syscall}");
+            let attached = crate::tracefs::check_field(&tracefs, &enter, "filename", offset).and_then(|()| {
+                let attach = |probe: &mut Self, name: &str, event: &str| {
+                    program::<TracePoint>(&mut probe.ebpf, name)
+                        .and_then(|p| p.attach("syscalls", event).map(drop).map_err(describe))
+                };
+                attach(self, "tp_missing_exit", &exit)?;
+                attach(self, entry, &enter)
             });
-            if let Err(reason) = result {
-                self.unload_all(&PROGRAMS);
-                return Err(format!("{name}: {reason}"));
+            match attached {
+                Ok(()) => {}
+                Err(reason) if syscall == "openat" => return fail(self, format!("{enter}: {reason}")),
+                Err(reason) => {
+                    tracing::warn!(syscall, %reason, "failed lookups of the token paths through this syscall are not counted");
+                }
             }
         }
         Ok(())

@@ -198,6 +198,8 @@ mod tests {
             observed_from_start: Some(true),
             unobserved_seconds: 0,
             gone_since: None,
+            uncovered: Vec::new(),
+            previous_container_id: None,
         }
     }
 

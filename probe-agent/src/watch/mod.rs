@@ -24,6 +24,10 @@ use crate::{
     probe::{ConnectHook, FileHook, Probe, ProbeError, ProbeOptions, bump_memlock, check_btf},
 };
 
+/// `RuntimeClass` names sandboxed runtimes are usually installed under.
+pub const DEFAULT_SANDBOXED: [&str; 7] =
+    ["gvisor", "runsc", "kata", "kata-qemu", "kata-clh", "kata-fc", "kata-dragonball"];
+
 /// What the agent needs to know.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -61,6 +65,9 @@ pub struct WatchConfig {
     pub retention: Duration,
     /// How often `run` publishes (recorded in the evidence; `None` standalone).
     pub publish_interval: Option<Duration>,
+    /// `RuntimeClass` names of sandboxed runtimes (gVisor, Kata): their pods' file access never
+    /// reaches the host kernel's view, so their containers are reported uncovered.
+    pub sandboxed_runtime_classes: Vec<String>,
 }
 
 impl WatchConfig {
@@ -87,6 +94,7 @@ impl WatchConfig {
             save_interval: Duration::from_secs(30),
             retention: Duration::from_hours(24),
             publish_interval: None,
+            sandboxed_runtime_classes: DEFAULT_SANDBOXED.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -245,6 +253,13 @@ impl Agent {
         // notice ring itself, so a snapshot can drain it first).
         let ring = probe.take_notices().ok_or(WatchError::Stopped)?;
         let ring = tasks::register_ring(ring).map_err(WatchError::RingBuf)?;
+        let cgroup_events = match probe.take_cgroup_events().map(tasks::register_ring).transpose() {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the created-cgroup ring buffer; containers are found by scans only");
+                None
+            }
+        };
         let mut helpers = Vec::new();
         let logs_done = probe.take_logger().map(|logger| {
             let (tx, rx) = oneshot::channel();
@@ -254,7 +269,7 @@ impl Agent {
         helpers.push(tokio::spawn(tasks::watch_mounts(config.mountinfo.clone(), mount_tx)));
 
         probe.attach()?;
-        let mut state = State::new(probe, ring, keying, config);
+        let mut state = State::new(probe, ring, cgroup_events, keying, config);
         state.start();
         let (commands, command_rx) = mpsc::channel(64);
         let task = tokio::spawn(state.run(command_rx, mount_rx));

@@ -13,7 +13,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::evidence::{ContainerEvidence, Gap, RetiredTotals};
+use crate::evidence::{ContainerEvidence, Evidence, Gap, KeyTotals, Losses, RetiredTotals};
 
 const FILE: &str = "state.json";
 const VERSION: u32 = 1;
@@ -33,25 +33,31 @@ pub struct Saved {
     pub containers: Vec<ContainerEvidence>,
     pub retired: Vec<RetiredTotals>,
     pub gaps: Vec<Gap>,
+    /// Everything lost so far, with when (cumulative across restarts).
+    #[serde(default)]
+    pub losses: Losses,
+    /// Counts of host keys and of keys no container could be found for (cumulative).
+    #[serde(default)]
+    pub host: KeyTotals,
+    #[serde(default)]
+    pub unattributed: KeyTotals,
 }
 
 impl Saved {
+    /// What to save of the evidence a run has gathered (with every earlier run's).
     #[must_use]
-    pub fn new(
-        node: &str,
-        started_at: OffsetDateTime,
-        containers: Vec<ContainerEvidence>,
-        retired: Vec<RetiredTotals>,
-        gaps: Vec<Gap>,
-    ) -> Self {
+    pub fn of(evidence: &Evidence, started_at: OffsetDateTime) -> Self {
         Self {
             version: VERSION,
-            node: node.to_owned(),
+            node: evidence.node.clone(),
             saved_at: OffsetDateTime::now_utc(),
             started_at,
-            containers,
-            retired,
-            gaps,
+            containers: evidence.containers.clone(),
+            retired: evidence.retired.clone(),
+            gaps: evidence.agent.gaps.clone(),
+            losses: evidence.agent.losses,
+            host: evidence.agent.host.clone(),
+            unattributed: evidence.agent.unattributed.clone(),
         }
     }
 }
@@ -121,12 +127,28 @@ mod tests {
         dir
     }
 
+    fn evidence(node: &str) -> Evidence {
+        Evidence {
+            node: node.into(),
+            agent: crate::evidence::AgentInfo::new("0", OffsetDateTime::UNIX_EPOCH),
+            containers: Vec::new(),
+            retired: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+
     #[test]
     fn round_trip() {
         let dir = temp_dir("round");
-        let saved = Saved::new("n1", OffsetDateTime::UNIX_EPOCH, Vec::new(), Vec::new(), Vec::new());
+        let mut ev = evidence("n1");
+        ev.agent.losses.counter_map_full.add(3, OffsetDateTime::UNIX_EPOCH);
+        ev.agent.unattributed.api_connects = 2;
+        let saved = Saved::of(&ev, OffsetDateTime::UNIX_EPOCH);
         save(&dir, &saved).unwrap();
-        assert_eq!(load(&dir, "n1").unwrap().node, "n1");
+        let loaded = load(&dir, "n1").unwrap();
+        assert_eq!(loaded.node, "n1");
+        assert_eq!(loaded.losses.counter_map_full.count, 3, "losses survive restarts");
+        assert_eq!(loaded.unattributed.api_connects, 2);
         assert!(!dir.join("state.json.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -141,7 +163,7 @@ mod tests {
         assert_eq!(moved.len(), 1);
         assert!(moved[0].file_name().to_string_lossy().starts_with("state.json.unusable-"));
         // A state of another node is not silently used either.
-        save(&dir, &Saved::new("other", OffsetDateTime::UNIX_EPOCH, Vec::new(), Vec::new(), Vec::new())).unwrap();
+        save(&dir, &Saved::of(&evidence("other"), OffsetDateTime::UNIX_EPOCH)).unwrap();
         assert!(load(&dir, "n1").is_none());
         assert!(load(&dir, "n1").is_none(), "and it stays aside");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -10,6 +10,8 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use probe_common::{
+    cgroups::CgroupEvent,
+    counters::{CountKey, CountValue},
     maps::CgroupRef,
     notice::Notice,
     stats,
@@ -25,7 +27,10 @@ use crate::{
     cgroup,
     clock::{self, Clock},
     counters::{self, CounterStore},
-    evidence::{AgentInfo, ContainerEvidence, Evidence, Gap, Hooks, RejectedHook, RetiredTotals, fold_retired},
+    evidence::{
+        AgentInfo, ContainerEvidence, Evidence, Gap, Hooks, KeyTotals, Losses, RejectedHook, RetiredTotals,
+        fold_retired,
+    },
     k8s::podinfo::PodInfo,
     mountinfo,
     node::{ContainerRef, Inspection, Node},
@@ -41,6 +46,8 @@ const RETIRE_EVERY: Duration = Duration::from_mins(1);
 pub(super) struct State {
     probe: Probe,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Container cgroups as they are created (`None` when the kernel refused the program).
+    cgroup_events: Option<AsyncFd<RingBuf<MapData>>>,
     node: Node,
     store: CounterStore,
     clock: Clock,
@@ -64,6 +71,17 @@ pub(super) struct State {
     gaps: Vec<Gap>,
     last_retire: u64,
     save_errors: u64,
+    /// Losses of earlier runs (saved), and of this run with when they were first noticed.
+    losses_saved: Losses,
+    losses: Losses,
+    /// The statistics as last read (to notice increases).
+    last_stats: [u64; stats::LEN as usize],
+    /// Counters moved out of the kernel map: host keys', and unattributed keys' (with earlier
+    /// runs' totals).
+    host_folded: KeyTotals,
+    unattributed_folded: KeyTotals,
+    /// Kernel keys seen unattributed, with when first (boot-time ns).
+    unknown_since: HashMap<u64, u64>,
 }
 
 fn key_of(c: &ContainerEvidence) -> Option<ContainerRef> {
@@ -71,12 +89,22 @@ fn key_of(c: &ContainerEvidence) -> Option<ContainerRef> {
 }
 
 impl State {
-    pub(super) fn new(probe: Probe, ring: AsyncFd<RingBuf<MapData>>, keying: Keying, config: WatchConfig) -> Self {
+    pub(super) fn new(
+        probe: Probe,
+        ring: AsyncFd<RingBuf<MapData>>,
+        cgroup_events: Option<AsyncFd<RingBuf<MapData>>>,
+        keying: Keying,
+        config: WatchConfig,
+    ) -> Self {
         let attached_at = clock::boot_ns();
+        let mut node = Node::new(attached_at, keying.kind);
+        node.sandboxed = config.sandboxed_runtime_classes.iter().cloned().collect();
+        node.host_mnt_ns = host_mount_namespace(&config.mountinfo);
         let mut state = Self {
-            node: Node::new(attached_at, keying.kind),
+            node,
             probe,
             ring,
+            cgroup_events,
             store: CounterStore::default(),
             clock: Clock::new(),
             started_at: OffsetDateTime::now_utc(),
@@ -94,6 +122,12 @@ impl State {
             gaps: Vec::new(),
             last_retire: attached_at,
             save_errors: 0,
+            losses_saved: Losses::default(),
+            losses: Losses::default(),
+            last_stats: [0; stats::LEN as usize],
+            host_folded: KeyTotals::default(),
+            unattributed_folded: KeyTotals::default(),
+            unknown_since: HashMap::new(),
             config,
         };
         state.restore();
@@ -111,6 +145,9 @@ impl State {
         let excess = self.gaps.len().saturating_sub(MAX_GAPS);
         self.gaps.drain(..excess);
         self.retired = saved.retired;
+        self.losses_saved = saved.losses;
+        self.host_folded = saved.host;
+        self.unattributed_folded = saved.unattributed;
         self.base = saved.containers.into_iter().filter_map(|c| Some((key_of(&c)?, c))).collect();
         self.base_saved_at = Some(saved.saved_at);
         tracing::info!(
@@ -120,10 +157,25 @@ impl State {
         );
     }
 
-    /// Fills the configured targets and scans once.
+    /// Fills the configured targets, scans once, and warns when the node looks empty.
     pub(super) fn start(&mut self) {
         self.set_targets(&[]);
         self.rescan();
+        self.warn_if_empty();
+    }
+
+    /// A kubelet directory or cgroup tree with no pod is almost always a wrong path (another
+    /// `--kubelet-dir`, an unmounted host path): say so rather than report an empty node.
+    fn warn_if_empty(&self) {
+        let pods = self.config.kubelet_dir.join("pods");
+        if !pods.is_dir() {
+            tracing::warn!(dir = %pods.display(), "the kubelet directory has no pods/ directory: is --kubelet-dir right (and mounted into the agent)? No pod will be watched");
+        } else if pod_dirs(&self.config.kubelet_dir).is_empty() {
+            tracing::warn!(dir = %pods.display(), "the kubelet directory holds no pod yet: is --kubelet-dir right?");
+        }
+        if cgroup::scan(&self.keying.scan_root).is_empty() {
+            tracing::warn!(root = %self.keying.scan_root.display(), "no container cgroup (kubepods) under the cgroup root yet: is it the host's cgroup tree?");
+        }
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut mounts: mpsc::Receiver<()>) {
@@ -132,8 +184,22 @@ impl State {
         let mut save = tokio::time::interval(self.config.save_interval);
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ring_ok = true;
+        let mut events_ok = self.cgroup_events.is_some();
         loop {
             let notices = tokio::select! {
+                ready = readable(self.cgroup_events.as_mut()), if events_ok => match ready {
+                    Ok(events) => {
+                        for event in events {
+                            self.on_cgroup_created(&event);
+                        }
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "created-cgroup ring buffer failed; containers are found by scans only");
+                        events_ok = false;
+                        Vec::new()
+                    }
+                },
                 ready = self.ring.readable_mut(), if ring_ok => match ready {
                     Ok(mut guard) => {
                         let batch = super::tasks::drain(guard.get_inner_mut());
@@ -174,11 +240,34 @@ impl State {
         }
     }
 
-    /// Notices the ring holds now, so evidence reflects every event counted before it.
+    /// Notices and created cgroups the rings hold now, so evidence reflects every event
+    /// counted before it.
     fn drain_notices(&mut self) {
+        let events = self.cgroup_events.as_mut().map(|r| super::tasks::drain_cgroup_events(r.get_mut()));
+        for event in events.into_iter().flatten() {
+            self.on_cgroup_created(&event);
+        }
         for notice in super::tasks::drain(self.ring.get_mut()) {
             self.on_notice(&notice);
         }
+    }
+
+    /// A cgroup was created in the containers' hierarchy: if it is a container's, record it now
+    /// (it may end before the next scan).
+    fn on_cgroup_created(&mut self, event: &CgroupEvent) {
+        let len = (event.path_len as usize).min(event.path.len());
+        let path = String::from_utf8_lossy(&event.path[..len]).into_owned();
+        let Some(container) = cgroup::parse_path(&path) else { return };
+        let found = cgroup::FoundCgroup { id: event.id, path, container };
+        if !self.node.record_created(&found, event.ts_ns) {
+            // Its pod's directory or volume may be newer than the last scan.
+            self.rescan_mounts();
+            if !self.node.record_created(&found, event.ts_ns) {
+                tracing::debug!(path = %found.path, "created cgroup of a pod that is not watched");
+                return;
+            }
+        }
+        tracing::debug!(path = %found.path, "container cgroup created");
     }
 
     /// Handles one command; true when the agent must stop.
@@ -288,6 +377,7 @@ impl State {
     fn rescan(&mut self) {
         self.rescan_mounts();
         self.rescan_cgroups();
+        self.note_losses();
         let now = clock::boot_ns();
         if now.saturating_sub(self.last_retire) >= u64::try_from(RETIRE_EVERY.as_nanos()).unwrap_or(u64::MAX) {
             self.last_retire = now;
@@ -311,7 +401,7 @@ impl State {
             self.last_mountinfo_errors = errors.len();
         }
         let mounts: Vec<_> =
-            entries.iter().filter_map(|e| mountinfo::projected_volume(e, &self.config.kubelet_dir)).collect();
+            entries.iter().filter_map(|e| mountinfo::pod_volume(e, &self.config.kubelet_dir)).collect();
         let pod_dirs = pod_dirs(&self.config.kubelet_dir);
         self.node.sync_pod_dirs(&pod_dirs, clock::boot_ns());
         let changes = self.node.sync_mounts(&mounts, |m| holds_token(Path::new(&m.mount_point)), clock::boot_ns());
@@ -329,17 +419,19 @@ impl State {
                 }
                 Err(e) => {
                     tracing::error!(dev, error = %e, "cannot watch a volume (volume map full?); it is retried on the next rescan");
-                    self.node.forget_volume(id);
+                    self.node.forget_volume(id, &format!("adding it to the kernel's volume map failed: {e}"));
                 }
             }
         }
     }
 
     fn rescan_cgroups(&mut self) {
-        let found = cgroup::scan(&self.keying.scan_root);
+        let scan = cgroup::scan_tree(&self.keying.scan_root);
+        let found = scan.containers;
+        self.node.set_host_ids(scan.host_ids);
         let root = self.keying.scan_root.clone();
         self.mark_populated(&found);
-        let gone = self.node.sync_cgroups(&found, clock::boot_ns(), |path| inspect(&root, path));
+        let gone = self.node.sync_cgroups(&found, clock::boot_ns(), |path, sa| inspect(&root, path, sa));
         if gone.is_empty() {
             return;
         }
@@ -386,14 +478,18 @@ impl State {
         }
     }
 
-    /// Every container's evidence: live counts on top of what earlier runs saved.
-    fn container_entries(&self) -> Vec<ContainerEvidence> {
+    /// Every counter: the kernel map's and those moved out of it.
+    fn all_counters(&self) -> HashMap<CountKey, CountValue> {
         let live = counters::read_live(&self.probe.counters).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the counters map");
             HashMap::new()
         });
-        let all = self.store.merged(live);
-        let mut entries = self.node.container_evidence(&all, &self.clock, &self.pods);
+        self.store.merged(live)
+    }
+
+    /// Every container's evidence: live counts on top of what earlier runs saved.
+    fn container_entries(&self, all: &HashMap<CountKey, CountValue>) -> Vec<ContainerEvidence> {
+        let mut entries = self.node.container_evidence(all, &self.clock, &self.pods);
         if self.base.is_empty() {
             return entries;
         }
@@ -428,8 +524,9 @@ impl State {
     /// Folds containers gone longer than the retention window into per-workload totals and
     /// forgets them, keeping the evidence bounded.
     fn retire_old(&mut self) {
+        self.fold_foreign_keys();
         let cutoff = OffsetDateTime::now_utc() - self.config.retention;
-        let entries = self.container_entries();
+        let entries = self.container_entries(&self.all_counters());
         // Whole pods only, so a pod is folded with all its containers and counted as a run
         // (or not) once.
         let mut pod_past: HashMap<Option<String>, bool> = HashMap::new();
@@ -466,11 +563,74 @@ impl State {
         tracing::info!(containers = old.len(), "folded containers past the retention window into totals");
     }
 
+    /// Notes increases of the loss statistics, with when they were noticed.
+    fn note_losses(&mut self) {
+        let stats = match self.probe.stats() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the statistics map");
+                return;
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let losses = &mut self.losses;
+        for (index, loss) in [
+            (stats::NOTICE_DROPS, &mut losses.notice_drops),
+            (stats::COUNTER_MAP_FULL, &mut losses.counter_map_full),
+            (stats::READ_ERRORS, &mut losses.read_errors),
+            (stats::EXEC_MAP_FULL, &mut losses.exec_map_full),
+            (stats::CGROUP_EVENT_DROPS, &mut losses.cgroup_event_drops),
+        ] {
+            let i = index as usize;
+            loss.add(stats[i].saturating_sub(self.last_stats[i]), now);
+        }
+        self.last_stats = stats;
+    }
+
+    /// Moves counters of keys that are no container's out of the kernel map, so it cannot fill
+    /// up over days: the host's at once, unattributed ones after a retire interval (a
+    /// container's keys are known well before that).
+    fn fold_foreign_keys(&mut self) {
+        let live = match counters::read_live(&self.probe.counters) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the counters map");
+                return;
+            }
+        };
+        let wanted = match self.node.key_kind {
+            crate::evidence::KeyKind::Cgroup => probe_common::config::key_kind::CGROUP,
+            crate::evidence::KeyKind::MountNs => probe_common::config::key_kind::MOUNT_NS,
+        };
+        let now = clock::boot_ns();
+        let patience = u64::try_from(RETIRE_EVERY.as_nanos()).unwrap_or(u64::MAX);
+        for (key, value) in live {
+            if key.key_kind != wanted || key.target == CANARY_ID || self.node.knows_key(key.key_id) {
+                continue;
+            }
+            let folded = if self.node.is_host_key(key.key_id) {
+                &mut self.host_folded
+            } else if now.saturating_sub(*self.unknown_since.entry(key.key_id).or_insert(now)) >= patience {
+                &mut self.unattributed_folded
+            } else {
+                continue;
+            };
+            crate::node::add_to_totals(folded, &key, &value, &self.clock);
+            match self.probe.counters.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove a folded counter"),
+            }
+        }
+        self.unknown_since.retain(|k, _| !self.node.knows_key(*k));
+    }
+
     fn evidence(&self) -> Evidence {
-        let stats = self.probe.stats().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the statistics map");
-            [0; stats::LEN as usize]
-        });
+        let mut losses = self.losses_saved;
+        losses.merge(&self.losses);
+        let all = self.all_counters();
+        let (mut host, mut unattributed) = self.node.key_totals(&all, &self.clock);
+        host.merge(&self.host_folded);
+        unattributed.merge(&self.unattributed_folded);
         let mut watched: Vec<String> = self.targets.keys().map(targets::render).collect();
         watched.sort();
         Evidence {
@@ -493,8 +653,8 @@ impl State {
                         reason: r.reason.clone(),
                     })
                     .collect(),
-                drops: stats[stats::NOTICE_DROPS as usize],
-                map_full: stats[stats::COUNTER_MAP_FULL as usize],
+                drops: losses.notice_drops.count,
+                map_full: losses.counter_map_full.count,
                 container_key: self.node.key_kind,
                 exec_tracking: self.probe.exec_tracking,
                 missing_token_detector: self.probe.missing_token,
@@ -502,8 +662,12 @@ impl State {
                 targets_not_watched: self.targets_not_watched.clone(),
                 gaps: self.gaps.clone(),
                 publish_interval_seconds: self.config.publish_interval.map(|d| d.as_secs().max(1)),
+                container_creation: self.probe.container_creation,
+                losses,
+                unattributed,
+                host,
             },
-            containers: self.container_entries(),
+            containers: self.container_entries(&all),
             retired: self.retired.clone(),
             volumes: self.node.volume_evidence(&self.clock),
         }
@@ -511,13 +675,7 @@ impl State {
 
     fn save_evidence(&mut self, evidence: &Evidence) {
         let Some(dir) = &self.config.state_dir else { return };
-        let saved = persist::Saved::new(
-            &self.config.node_name,
-            self.started_at,
-            evidence.containers.clone(),
-            evidence.retired.clone(),
-            self.gaps.clone(),
-        );
+        let saved = persist::Saved::of(evidence, self.started_at);
         if let Err(e) = persist::save(dir, &saved) {
             self.save_errors += 1;
             tracing::warn!(dir = %dir.display(), error = %e, "cannot save the evidence; it stays in memory");
@@ -585,12 +743,37 @@ fn mount_namespace(pid: u32) -> Option<u64> {
     text.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// Start of the oldest process in a container cgroup and below, and their mount namespaces.
-fn inspect(root: &Path, cgroup_path: &str) -> Inspection {
+/// Start of the oldest process in a container cgroup and below, their mount namespaces, and —
+/// when `want_sa` — the mount at the service-account path in one's mount table.
+fn inspect(root: &Path, cgroup_path: &str, want_sa: bool) -> Inspection {
     let dir = root.join(cgroup_path.trim_start_matches('/'));
     let pids = cgroup::pids(&dir);
     let mut mnt_ns: Vec<u64> = pids.iter().filter_map(|p| mount_namespace(*p)).collect();
     mnt_ns.sort_unstable();
     mnt_ns.dedup();
-    Inspection { oldest_start: pids.into_iter().filter_map(clock::process_start_boot_ns).min(), mnt_ns }
+    let sa_mount = if want_sa {
+        pids.iter()
+            .find_map(|p| std::fs::read_to_string(format!("/proc/{p}/mountinfo")).ok())
+            .and_then(|text| mountinfo::service_account_mount(&mountinfo::parse(&text).0))
+    } else {
+        None
+    };
+    Inspection { oldest_start: pids.into_iter().filter_map(clock::process_start_boot_ns).min(), mnt_ns, sa_mount }
+}
+
+/// The mount namespace of the process whose mount table the agent reads as the host's (PID 1
+/// with hostPID): counts under it are the host's on nodes keyed by mount namespace.
+fn host_mount_namespace(mountinfo: &Path) -> Option<u64> {
+    let ns = mountinfo.parent()?.join("ns/mnt");
+    let link = std::fs::read_link(ns).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Waits until a ring of created cgroups has events and takes them (never, without a ring).
+async fn readable(ring: Option<&mut AsyncFd<RingBuf<MapData>>>) -> std::io::Result<Vec<CgroupEvent>> {
+    let Some(ring) = ring else { return std::future::pending().await };
+    let mut guard = ring.readable_mut().await?;
+    let events = super::tasks::drain_cgroup_events(guard.get_inner_mut());
+    guard.clear_ready();
+    Ok(events)
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aya::maps::{MapData, RingBuf};
-use probe_common::notice::Notice;
+use probe_common::{cgroups::CgroupEvent, notice::Notice};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{mpsc, oneshot},
@@ -22,6 +22,18 @@ pub(super) fn drain(ring: &mut RingBuf<MapData>) -> Vec<Notice> {
         if item.len() >= size_of::<Notice>() {
             // SAFETY: the kernel wrote a `Notice` (checked length; read unaligned).
             batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Notice>()) });
+        }
+    }
+    batch
+}
+
+/// Takes every created-cgroup event the ring buffer holds.
+pub(super) fn drain_cgroup_events(ring: &mut RingBuf<MapData>) -> Vec<CgroupEvent> {
+    let mut batch = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<CgroupEvent>() {
+            // SAFETY: the kernel wrote a `CgroupEvent` (checked length; read unaligned).
+            batch.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CgroupEvent>()) });
         }
     }
     batch

@@ -25,8 +25,9 @@ pub struct Config {
     pub exec_tracking: u32,
     /// Non-zero: count failed opens of the default token paths (the `verify` detector).
     pub missing_token: u32,
-    /// The cgroup hierarchy whose attach events mark exec sessions: 0 is cgroup v2; a cgroup v1
-    /// hierarchy id on nodes keyed by mount namespace.
+    /// The cgroup hierarchy that holds the containers, whose attach events mark exec sessions
+    /// and whose created cgroups are reported: 0 is cgroup v2; a cgroup v1 hierarchy id on nodes
+    /// keyed by mount namespace.
     pub exec_hierarchy: u32,
     pub offsets: Offsets,
 }

@@ -5,6 +5,7 @@
 //! plain old data on both sides (each layout is pinned by a size assertion below).
 #![no_std]
 
+pub mod cgroups;
 pub mod config;
 pub mod counters;
 pub mod maps;
@@ -16,10 +17,11 @@ pub mod volumes;
 #[cfg(feature = "user")]
 mod user {
     //! `aya::Pod` for every type that crosses the boundary.
-    use crate::{config, counters, notice, targets, volumes};
+    use crate::{cgroups, config, counters, notice, targets, volumes};
 
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, without implicit padding, and every bit
     // pattern is a valid value.
+    unsafe impl aya::Pod for cgroups::CgroupEvent {}
     unsafe impl aya::Pod for config::Config {}
     unsafe impl aya::Pod for config::Offsets {}
     unsafe impl aya::Pod for crate::maps::CgroupRef {}
@@ -40,6 +42,7 @@ const _: () = {
     assert!(size_of::<volumes::VolumeValue>() == 8);
     assert!(size_of::<notice::Notice>() == 56);
     assert!(size_of::<maps::CgroupRef>() == 16);
+    assert!(size_of::<cgroups::CgroupEvent>() == 24 + cgroups::PATH_MAX);
     assert!(size_of::<config::Offsets>() == 4 * config::Offsets::FIELDS);
     assert!(size_of::<config::Config>() == 16 + size_of::<config::Offsets>());
 };

@@ -22,9 +22,12 @@ pub const CGROUPS_SEEN: &str = "TP_CGROUPS_SEEN";
 /// `HashMap<u64 /* pid_tgid */, u32>`: opens of a default token path in flight (the
 /// missing-token detector).
 pub const PENDING_OPENS: &str = "TP_PENDING_OPENS";
+/// `RingBuf` of [`crate::cgroups::CgroupEvent`]: container cgroups as they are created.
+pub const CGROUP_EVENTS: &str = "TP_CGROUP_EVENTS";
 
 /// Every map the object defines.
-pub const ALL: [&str; 8] = [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN, PENDING_OPENS];
+pub const ALL: [&str; 9] =
+    [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN, PENDING_OPENS, CGROUP_EVENTS];
 
 pub const VOLUMES_MAX: u32 = 8192;
 pub const TARGETS_MAX: u32 = 256;
@@ -33,6 +36,7 @@ pub const NOTICES_BYTES: u32 = 256 * 1024;
 pub const EXEC_TASKS_MAX: u32 = 16384;
 pub const CGROUPS_SEEN_MAX: u32 = 16384;
 pub const PENDING_OPENS_MAX: u32 = 4096;
+pub const CGROUP_EVENTS_BYTES: u32 = 64 * 1024;
 
 /// Key of [`CGROUPS_SEEN`]: a cgroup in a hierarchy.
 #[repr(C)]

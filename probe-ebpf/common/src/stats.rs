@@ -12,5 +12,8 @@ pub const EVENTS: u32 = 3;
 pub const EXEC_MARKED: u32 = 4;
 /// An exec-session mark or a seen cgroup could not be stored (map full).
 pub const EXEC_MAP_FULL: u32 = 5;
+/// A created cgroup could not be reported (its ring buffer was full): a container that ends
+/// before the next scan may be missed.
+pub const CGROUP_EVENT_DROPS: u32 = 6;
 /// Number of slots.
-pub const LEN: u32 = 6;
+pub const LEN: u32 = 7;

@@ -6,6 +6,12 @@ pub const fn kernel_dev(major: u32, minor: u32) -> u32 {
     (major << 20) | minor
 }
 
+/// Userspace (major, minor) of a kernel `s_dev`.
+#[must_use]
+pub const fn split_dev(dev: u32) -> (u32, u32) {
+    (dev >> 20, dev & 0xf_ffff)
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VolumeValue {

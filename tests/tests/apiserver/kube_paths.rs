@@ -281,6 +281,8 @@ fn sample_evidence(node: &str) -> Evidence {
             observed_from_start: None,
             unobserved_seconds: 30,
             gone_since: None,
+            uncovered: Vec::new(),
+            previous_container_id: None,
         }],
         retired: vec![RetiredTotals {
             namespace: Some("batch".into()),

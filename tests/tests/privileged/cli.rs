@@ -1,6 +1,7 @@
 //! The `probe-agent watch` command line, end to end.
 
 use std::{
+    fmt::Write as _,
     io::{BufRead as _, BufReader},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
@@ -28,6 +29,7 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("watch_rejects_bad_arguments", watch_rejects_bad_arguments),
     ("cgroup_mode_needs_net_admin", cgroup_mode_needs_net_admin),
     ("mount_namespace_keys_need_sys_ptrace", mount_namespace_keys_need_sys_ptrace),
+    ("warns_when_the_kubelet_dir_holds_no_pod", warns_when_the_kubelet_dir_holds_no_pod),
 ];
 
 /// The probe-agent binary: `TOKENPROBE_AGENT_BIN`, or beside this test's deps directory.
@@ -51,10 +53,15 @@ fn watch_command(node: &FakeNode) -> Command {
 
 /// `probe-agent watch` on the fake node, reading the mount table at `mountinfo`.
 fn watch_command_reading(node: &FakeNode, mountinfo: &str) -> Command {
+    watch_command_with(node, mountinfo, &node.kubelet_dir)
+}
+
+/// `probe-agent watch` on the fake node, with a kubelet directory of the caller's.
+fn watch_command_with(node: &FakeNode, mountinfo: &str, kubelet_dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(agent_bin());
     cmd.arg("watch")
         .arg("--kubelet-dir")
-        .arg(&node.kubelet_dir)
+        .arg(kubelet_dir)
         .arg("--mountinfo")
         .arg(mountinfo)
         .arg("--cgroup-root")
@@ -147,8 +154,15 @@ impl AgentProcess {
                 break status;
             }
             if Instant::now() > deadline {
+                let stacks = thread_states(self.pid());
                 self.kill();
-                panic!("agent did not stop within {AGENT_WAIT:?} of SIGTERM:\n{}", self.log());
+                if let Some(reader) = self.reader.take() {
+                    drop(reader.join());
+                }
+                panic!(
+                    "agent did not stop within {AGENT_WAIT:?} of SIGTERM:\n{}\nits threads then:\n{stacks}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -163,6 +177,31 @@ impl AgentProcess {
         drop(self.child.kill());
         drop(self.child.wait());
     }
+}
+
+/// Each thread of a process: name, state, kernel wait channel and kernel stack (root reads
+/// them), so a hang says where it hangs.
+fn thread_states(pid: u32) -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "(no /proc entry)".into() };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| format!("({f}: {e})"));
+        let state = read("status")
+            .lines()
+            .filter(|l| l.starts_with("Name:") || l.starts_with("State:"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        writeln!(
+            out,
+            "  tid {}: {state} wchan={}\n{}",
+            task.file_name().to_string_lossy(),
+            read("wchan"),
+            read("stack")
+        )
+        .expect("write to a String");
+    }
+    out
 }
 
 impl Drop for AgentProcess {
@@ -335,6 +374,23 @@ fn watch_duration_to_stdout(_rt: &Runtime, _file: FileHook, _connect: ConnectHoo
         "unknown values are null: {raw_entry}"
     );
     assert!(raw_entry["reads"]["ca.crt"].is_u64(), "{raw_entry}");
+}
+
+/// A kubelet directory without pods (or without `pods/`) is almost always a wrong path: the
+/// agent says so instead of quietly reporting an empty node.
+fn warns_when_the_kubelet_dir_holds_no_pod(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {
+    let node = FakeNode::new(Driver::Systemd);
+    for (dir, needle) in
+        [(node.kubelet_dir.clone(), "holds no pod"), (node.root.join("no-such-kubelet-dir"), "has no pods/ directory")]
+    {
+        let output = watch_command_with(&node, "/proc/self/mountinfo", &dir)
+            .args(["--duration", "1", "--output", "-"])
+            .output()
+            .expect("run probe-agent");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(needle), "{}: {stderr}", dir.display());
+    }
 }
 
 fn watch_rejects_bad_arguments(_rt: &Runtime, _file: FileHook, _connect: ConnectHook) {

@@ -9,6 +9,7 @@
 
 mod cli;
 mod connect;
+mod coverage;
 mod files;
 
 use std::process::ExitCode;
@@ -67,6 +68,10 @@ fn main() -> ExitCode {
                 Err(reason) => suite.skip(&full, reason),
             }
         }
+    }
+    // What the agent could and could not see: once, in the best modes this kernel allows.
+    for (name, case) in coverage::CASES {
+        suite.run(&format!("coverage/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
     }
     for (name, case) in cli::CASES {
         suite.run(&format!("cli/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
