@@ -19,10 +19,45 @@ use anyhow::{Context as _, bail};
 
 use crate::{apt, cmd};
 
-pub const API_PORT: u16 = 16443;
-const ETCD_CLIENT: &str = "http://127.0.0.1:23790";
-const ETCD_PEER: &str = "http://127.0.0.1:23800";
-const FEATURE_GATES: &str = "BoundServiceAccountTokenVolume=true";
+/// The two instances the tests use: the usual one, with bound service-account token volumes
+/// (`kube-api-access-*`, as on Kubernetes ≥ 1.21), and a legacy one without them, whose pods
+/// get the ServiceAccount's token Secret mounted as before 1.21.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instance {
+    Bound,
+    Legacy,
+}
+
+impl Instance {
+    fn port(self) -> u16 {
+        match self {
+            Self::Bound => 16443,
+            Self::Legacy => 16444,
+        }
+    }
+
+    /// etcd's client, peer and metrics ports.
+    fn etcd_ports(self) -> (u16, u16, u16) {
+        match self {
+            Self::Bound => (23790, 23800, 23810),
+            Self::Legacy => (23791, 23801, 23811),
+        }
+    }
+
+    fn feature_gates(self) -> &'static str {
+        match self {
+            Self::Bound => "BoundServiceAccountTokenVolume=true",
+            Self::Legacy => "BoundServiceAccountTokenVolume=false",
+        }
+    }
+
+    fn run_dir(self) -> &'static str {
+        match self {
+            Self::Bound => "run",
+            Self::Legacy => "run-legacy",
+        }
+    }
+}
 const CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector";
 
 #[derive(Debug, clap::Subcommand)]
@@ -30,9 +65,16 @@ pub enum ApiServerCommand {
     /// Build (once; cached) kube-apiserver, kube-controller-manager and etcd.
     Build,
     /// Start them on 127.0.0.1 (idempotent) and print the kubeconfig path.
-    Start,
+    Start {
+        /// The instance without bound service-account token volumes (legacy token Secrets).
+        #[arg(long)]
+        legacy: bool,
+    },
     /// Stop the processes `start` started, by their recorded PIDs.
-    Stop,
+    Stop {
+        #[arg(long)]
+        legacy: bool,
+    },
 }
 
 /// Where the binaries and the running instance live.
@@ -40,12 +82,21 @@ pub struct Paths {
     pub root: PathBuf,
     pub bin: PathBuf,
     pub run: PathBuf,
+    pub instance: Instance,
 }
 
 impl Paths {
     pub fn new(cache: &Path) -> Self {
+        Self::of(cache, Instance::Bound)
+    }
+
+    pub fn of(cache: &Path, instance: Instance) -> Self {
         let root = cache.join("apiserver");
-        Self { bin: root.join("bin"), run: root.join("run"), root }
+        Self { bin: root.join("bin"), run: root.join(instance.run_dir()), root, instance }
+    }
+
+    fn api_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.instance.port())
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -54,15 +105,15 @@ impl Paths {
 }
 
 pub fn command(cache: &Path, command: &ApiServerCommand) -> anyhow::Result<()> {
-    let paths = Paths::new(cache);
+    let instance = |legacy: bool| if legacy { Instance::Legacy } else { Instance::Bound };
     match command {
-        ApiServerCommand::Build => build(&paths),
-        ApiServerCommand::Start => {
-            let (kubeconfig, _) = start(&paths)?;
+        ApiServerCommand::Build => build(&Paths::new(cache)),
+        ApiServerCommand::Start { legacy } => {
+            let (kubeconfig, _) = start(&Paths::of(cache, instance(*legacy)))?;
             println!("API server ready: export KUBECONFIG={}", kubeconfig.display());
             Ok(())
         }
-        ApiServerCommand::Stop => stop(&paths),
+        ApiServerCommand::Stop { legacy } => stop(&Paths::of(cache, instance(*legacy))),
     }
 }
 
@@ -194,7 +245,7 @@ fn openssl(args: &[&str], dir: &Path) -> anyhow::Result<()> {
 
 /// A CA, a serving certificate for 127.0.0.1, an admin client certificate in
 /// `system:masters`, and the service-account signing key.
-fn certificates(dir: &Path) -> anyhow::Result<()> {
+fn certificates(dir: &Path, port: u16) -> anyhow::Result<()> {
     if dir.join("admin.crt").exists() {
         return Ok(());
     }
@@ -254,7 +305,7 @@ fn certificates(dir: &Path) -> anyhow::Result<()> {
     openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir)?;
     std::fs::write(dir.join("tokens.csv"), "tokenprobe-test-token,tokenprobe-test,1001,system:masters\n")?;
     let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{API_PORT}\n    certificate-authority: {ca}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\n\
          users:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\n\
          contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\ncurrent-context: test\n",
         ca = dir.join("ca.crt").display(),
@@ -309,7 +360,8 @@ fn wait_until(what: &str, timeout: Duration, log: &Path, mut ready: impl FnMut()
     )
 }
 
-fn api_ready(run: &Path) -> bool {
+fn api_ready(paths: &Paths) -> bool {
+    let run = &paths.run;
     Command::new("curl")
         .args(["-sf", "--max-time", "2", "--cacert"])
         .arg(run.join("ca.crt"))
@@ -317,7 +369,7 @@ fn api_ready(run: &Path) -> bool {
         .arg(run.join("admin.crt"))
         .arg("--key")
         .arg(run.join("admin.key"))
-        .arg(format!("https://127.0.0.1:{API_PORT}/readyz"))
+        .arg(paths.api_url("/readyz"))
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
 }
@@ -331,11 +383,15 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
     let running = ["etcd", "kube-apiserver", "kube-controller-manager"]
         .iter()
         .all(|n| read_pid(&paths.run, n).is_some_and(|p| pid_alive(p, n)));
-    if running && api_ready(&paths.run) {
+    if running && api_ready(paths) {
         return Ok((paths.kubeconfig(), false));
     }
     stop(paths)?;
-    certificates(&paths.run)?;
+    certificates(&paths.run, paths.instance.port())?;
+    let (etcd_client, etcd_peer, etcd_metrics) = paths.instance.etcd_ports();
+    let etcd_client = format!("http://127.0.0.1:{etcd_client}");
+    let etcd_peer = format!("http://127.0.0.1:{etcd_peer}");
+    let feature_gates = paths.instance.feature_gates();
     let run = |f: &str| paths.run.join(f).display().to_string();
     let etcd_data = paths.run.join("etcd-data");
     if etcd_data.exists() {
@@ -346,18 +402,18 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         "etcd",
         &[
             format!("--data-dir={}", etcd_data.display()),
-            format!("--listen-client-urls={ETCD_CLIENT}"),
-            format!("--advertise-client-urls={ETCD_CLIENT}"),
-            format!("--listen-peer-urls={ETCD_PEER}"),
-            format!("--initial-advertise-peer-urls={ETCD_PEER}"),
-            format!("--initial-cluster=default={ETCD_PEER}"),
-            "--listen-metrics-urls=http://127.0.0.1:23810".into(),
+            format!("--listen-client-urls={etcd_client}"),
+            format!("--advertise-client-urls={etcd_client}"),
+            format!("--listen-peer-urls={etcd_peer}"),
+            format!("--initial-advertise-peer-urls={etcd_peer}"),
+            format!("--initial-cluster=default={etcd_peer}"),
+            format!("--listen-metrics-urls=http://127.0.0.1:{etcd_metrics}"),
             "--unsafe-no-fsync".into(),
         ],
     )?;
     wait_until("etcd", Duration::from_secs(30), &paths.run.join("etcd.log"), || {
         Command::new("curl")
-            .args(["-sf", "--max-time", "2", &format!("{ETCD_CLIENT}/health")])
+            .args(["-sf", "--max-time", "2", &format!("{etcd_client}/health")])
             .output()
             .is_ok_and(|o| o.status.success())
     })?;
@@ -365,10 +421,10 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         paths,
         "kube-apiserver",
         &[
-            format!("--etcd-servers={ETCD_CLIENT}"),
+            format!("--etcd-servers={etcd_client}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={API_PORT}"),
+            format!("--secure-port={}", paths.instance.port()),
             "--insecure-port=0".into(),
             format!("--tls-cert-file={}", run("server.crt")),
             format!("--tls-private-key-file={}", run("server.key")),
@@ -382,12 +438,10 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
             "--authorization-mode=Node,RBAC".into(),
             "--allow-privileged=true".into(),
             "--endpoint-reconciler-type=none".into(),
-            format!("--feature-gates={FEATURE_GATES}"),
+            format!("--feature-gates={feature_gates}"),
         ],
     )?;
-    wait_until("kube-apiserver", Duration::from_secs(90), &paths.run.join("kube-apiserver.log"), || {
-        api_ready(&paths.run)
-    })?;
+    wait_until("kube-apiserver", Duration::from_secs(90), &paths.run.join("kube-apiserver.log"), || api_ready(paths))?;
     spawn(
         paths,
         "kube-controller-manager",
@@ -400,7 +454,7 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
             "--secure-port=0".into(),
             format!("--service-account-private-key-file={}", run("sa.key")),
             format!("--root-ca-file={}", run("ca.crt")),
-            format!("--feature-gates={FEATURE_GATES}"),
+            format!("--feature-gates={feature_gates}"),
         ],
     )?;
     // The controller-manager has no port to ask; the default ServiceAccount it creates is the
@@ -418,7 +472,7 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
                 .arg(paths.run.join("admin.crt"))
                 .arg("--key")
                 .arg(paths.run.join("admin.key"))
-                .arg(format!("https://127.0.0.1:{API_PORT}/api/v1/namespaces/default/serviceaccounts/default"))
+                .arg(paths.api_url("/api/v1/namespaces/default/serviceaccounts/default"))
                 .output()
                 .is_ok_and(|o| o.status.success())
         },

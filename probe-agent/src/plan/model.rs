@@ -241,18 +241,22 @@ fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSe
     }
 }
 
-/// Expected containers of a pod from its status; `None` when it has none at all.
+/// Expected containers of a pod from its status — its containers and the init containers that
+/// ran (those with a container id; init containers that ran before the agent attached, e.g. at
+/// node boot, are exactly the ones that copy tokens); `None` when the status lists none at all.
 fn expected_containers(pod: &Pod) -> Option<Vec<Expected>> {
-    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    Some(
-        statuses
-            .iter()
-            .map(|s| Expected {
-                name: s.name.clone(),
-                id: s.container_id.as_deref().filter(|id| !id.is_empty()).map(|id| container_id(id).to_owned()),
-            })
-            .collect(),
-    )
+    let status = pod.status.as_ref()?;
+    let statuses = status.container_statuses.as_ref()?;
+    let id_of = |s: &k8s_openapi::api::core::v1::ContainerStatus| {
+        s.container_id.as_deref().filter(|id| !id.is_empty()).map(|id| container_id(id).to_owned())
+    };
+    let mut out: Vec<Expected> = statuses.iter().map(|s| Expected { name: s.name.clone(), id: id_of(s) }).collect();
+    for s in status.init_container_statuses.iter().flatten() {
+        if let Some(id) = id_of(s) {
+            out.push(Expected { name: s.name.clone(), id: Some(id) });
+        }
+    }
+    Some(out)
 }
 
 impl<'a> Model<'a> {

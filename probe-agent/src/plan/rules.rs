@@ -14,7 +14,7 @@ use super::{
     ContainerUse, GoneUse, Policy, ServiceAccountReport, Verdict, WorkloadRef, WorkloadReport, human,
     model::{Entry, Model, PodView, Revision, WorkloadView},
 };
-use crate::evidence::finished;
+use crate::evidence::{Loss, Losses, finished};
 
 fn new_use(name: &str) -> ContainerUse {
     ContainerUse {
@@ -61,17 +61,49 @@ struct NodeFindings {
     caveats: BTreeSet<String>,
 }
 
-/// The blind spots of a node's hooks (apply to every entry it reported).
-fn blind_spots(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFindings) {
+/// A node's losses; evidence of agents that did not time their losses counts them as "ever".
+fn losses_of(agent: &crate::evidence::AgentInfo) -> Losses {
+    let mut losses = agent.losses;
+    if losses.counter_map_full.count == 0 && agent.map_full > 0 {
+        losses.counter_map_full = Loss { count: agent.map_full, first: None, last: None };
+    }
+    if losses.notice_drops.count == 0 && agent.drops > 0 {
+        losses.notice_drops = Loss { count: agent.drops, first: None, last: None };
+    }
+    losses
+}
+
+fn at(t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(String::new, |t| format!(", last at {}", super::output::rfc3339(t)))
+}
+
+/// What a node's agent could not see, at or after `since` (`None`: ever): the blind spots of
+/// its hooks, events it lost, counts it could not attribute. They apply to every entry it
+/// reported from then on.
+fn blind_spots(model: &Model<'_>, node: &str, policy: &Policy, since: Option<OffsetDateTime>, out: &mut NodeFindings) {
     let Some(n) = model.nodes.get(node) else {
         out.missing.insert(format!("no evidence from node {node} (no agent there, or it never published)"));
         return;
     };
     let agent = n.agent;
-    if agent.map_full > 0 {
+    let losses = losses_of(agent);
+    if losses.hide_use_since(since) {
+        let last = losses.counter_map_full.last.max(losses.read_errors.last);
         out.missing.insert(format!(
-            "the agent on node {node} lost events (drops {}, counter map full {})",
-            agent.drops, agent.map_full
+            "the agent on node {node} lost events (counter map full {}, failed kernel reads {}{})",
+            losses.counter_map_full.count,
+            losses.read_errors.count,
+            at(last)
+        ));
+    }
+    let unattributed = &agent.unattributed;
+    if !unattributed.is_empty() && since.is_none_or(|s| unattributed.last_seen.is_none_or(|l| l >= s)) {
+        out.missing.insert(format!(
+            "the agent on node {node} counted {} reads and {} API connects under {} kernel key(s) it could not attribute to a container{}: its coverage is partial",
+            unattributed.reads.total(),
+            unattributed.api_connects,
+            unattributed.keys,
+            at(unattributed.last_seen)
         ));
     }
     match agent.hooks.file_open.as_deref() {
@@ -106,14 +138,19 @@ fn blind_spots(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFin
     }
 }
 
-/// Findings for a node that runs current pods: besides its blind spots, it must be alive and
-/// must not have lost first-seen notices.
-fn current_node(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFindings) {
-    blind_spots(model, node, policy, out);
+/// Findings for a node that runs current pods, watched since `since`: besides its blind spots,
+/// it must be alive and must not have lost first-seen notices or created-cgroup reports.
+fn current_node(model: &Model<'_>, node: &str, policy: &Policy, since: Option<OffsetDateTime>, out: &mut NodeFindings) {
+    blind_spots(model, node, policy, since, out);
     let Some(n) = model.nodes.get(node) else { return };
-    if n.agent.drops > 0 && n.agent.map_full == 0 {
-        out.missing
-            .insert(format!("the agent on node {node} lost events (drops {}, counter map full 0)", n.agent.drops));
+    let losses = losses_of(n.agent);
+    if losses.notice_drops.since(since) || losses.cgroup_event_drops.since(since) {
+        out.missing.insert(format!(
+            "the agent on node {node} lost events (first-seen notices {}, created-cgroup reports {}{})",
+            losses.notice_drops.count,
+            losses.cgroup_event_drops.count,
+            at(losses.notice_drops.last.max(losses.cgroup_event_drops.last))
+        ));
     }
     let how = if n.from_lease { "" } else { " (no liveness Lease for it: judged by its evidence's generatedAt)" };
     match n.last_report {
@@ -130,10 +167,10 @@ fn current_node(model: &Model<'_>, node: &str, policy: &Policy, out: &mut NodeFi
     }
 }
 
-/// Whether non-use reported by `node` may be relied on for past containers.
-fn trusted(model: &Model<'_>, node: &str, policy: &Policy) -> bool {
+/// Whether non-use that `node` reported for a container watched since `since` may be relied on.
+fn trusted(model: &Model<'_>, node: &str, policy: &Policy, since: Option<OffsetDateTime>) -> bool {
     let mut f = NodeFindings::default();
-    blind_spots(model, node, policy, &mut f);
+    blind_spots(model, node, policy, since, &mut f);
     f.missing.is_empty()
 }
 
@@ -170,9 +207,11 @@ fn current_instances<'p>(p: &'p PodView<'_>) -> Result<Vec<Entry<'p>>, String> {
     Ok(out)
 }
 
-/// Whether a pod counts as seen: every current container instance seen from its start.
+/// Whether a pod counts as seen: every current container instance seen from its start, and
+/// covered (nothing the agent says it could not see).
 fn covered(p: &PodView<'_>) -> bool {
-    current_instances(p).is_ok_and(|es| es.iter().all(|en| en.e.observed_from_start == Some(true)))
+    current_instances(p)
+        .is_ok_and(|es| es.iter().all(|en| en.e.observed_from_start == Some(true) && en.e.uncovered.is_empty()))
 }
 
 /// Runs of the current template observed from start: pods (current, past, retired) that ran to
@@ -187,14 +226,15 @@ fn runs(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> u64 {
     for en in v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)) {
         let ok = en.e.observed_from_start == Some(true)
             && finished(en.e.pod_phase.as_deref())
-            && trusted(model, en.node, policy);
+            && en.e.uncovered.is_empty()
+            && trusted(model, en.node, policy, en.e.observed_since);
         let slot = past.entry(en.e.pod_uid.as_deref().unwrap_or("?")).or_insert(true);
         *slot &= ok;
     }
     // Retired totals count pods per container name: per node, the largest count of any name.
     let mut retired: BTreeMap<&str, u64> = BTreeMap::new();
     for (node, r) in &v.retired {
-        if v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy) {
+        if v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy, r.observed_since) {
             let slot = retired.entry(node).or_insert(0);
             *slot = (*slot).max(r.runs);
         }
@@ -212,17 +252,30 @@ struct Coverage {
     since: Option<OffsetDateTime>,
 }
 
-fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverage {
-    let mut missing = Vec::new();
-    if let Revision::Unknown(why) = &v.current {
-        missing.push(why.clone());
-    }
+/// What the nodes of a workload's current pods could not vouch for: each node judged from
+/// when it began watching the earliest of them.
+fn node_findings(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> NodeFindings {
     let mut nodes = NodeFindings::default();
-    let pod_nodes: BTreeSet<&str> = v.pods.iter().filter_map(|p| p.node.as_deref()).collect();
-    for node in &pod_nodes {
-        current_node(model, node, policy, &mut nodes);
+    let mut pod_nodes: BTreeMap<&str, Option<OffsetDateTime>> = BTreeMap::new();
+    for p in &v.pods {
+        if let Some(node) = p.node.as_deref() {
+            let first = p.own_entries().filter_map(|en| en.e.observed_since).min();
+            let slot = pod_nodes.entry(node).or_insert(first);
+            *slot = match (*slot, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+        }
     }
+    for (node, since) in &pod_nodes {
+        current_node(model, node, policy, *since, &mut nodes);
+    }
+    nodes
+}
 
+/// What the current pods lack: an earlier template, evidence, coverage, observation from start.
+fn pod_findings(v: &WorkloadView<'_>, policy: &Policy) -> Vec<String> {
+    let mut missing = Vec::new();
     let earlier: Vec<&str> =
         v.pods.iter().filter(|p| !v.is_current(p.revision.as_deref(), true)).map(|p| p.name.as_str()).collect();
     if !earlier.is_empty() && !matches!(v.current, Revision::Unknown(_)) {
@@ -233,14 +286,19 @@ fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverag
     }
     let mut unseen = Vec::new();
     let mut late = Vec::new();
+    let mut blind = Vec::new();
     let mut gap = 0;
     for p in &v.pods {
         match current_instances(p) {
             Err(why) => unseen.push(why),
             Ok(es) => {
                 for en in es {
+                    let name = format!("{}/{}", p.name, en.e.container.as_deref().unwrap_or("?"));
                     if en.e.observed_from_start != Some(true) {
-                        late.push(format!("{}/{}", p.name, en.e.container.as_deref().unwrap_or("?")));
+                        late.push(name.clone());
+                    }
+                    if !en.e.uncovered.is_empty() {
+                        blind.push(format!("{name} ({})", en.e.uncovered.join("; ")));
                     }
                     gap = gap.max(en.e.unobserved_seconds);
                 }
@@ -249,6 +307,9 @@ fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverag
     }
     if !unseen.is_empty() {
         missing.push(format!("current pods without evidence: {}", unseen.join("; ")));
+    }
+    if !blind.is_empty() {
+        missing.push(format!("not covered by the agent: {}", blind.join(", ")));
     }
     if !late.is_empty() {
         missing.push(format!(
@@ -260,7 +321,40 @@ fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverag
         missing
             .push(format!("the agent was not watching for {} of a container's life", human(Duration::from_secs(gap))));
     }
+    missing
+}
 
+/// When the current template's observation began: its earliest container watched, covered,
+/// on a node that could see.
+fn window_start(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Option<OffsetDateTime> {
+    let current_pod_entries = v
+        .pods
+        .iter()
+        .filter(|p| v.is_current(p.revision.as_deref(), true))
+        .flat_map(|p| p.own_entries().copied().collect::<Vec<_>>());
+    let past_entries = v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)).copied();
+    current_pod_entries
+        .chain(past_entries)
+        .filter(|en| en.e.uncovered.is_empty() && trusted(model, en.node, policy, en.e.observed_since))
+        .filter_map(|en| en.e.observed_since)
+        .chain(
+            v.retired
+                .iter()
+                .filter(|(node, r)| {
+                    v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy, r.observed_since)
+                })
+                .filter_map(|(_, r)| r.observed_since),
+        )
+        .min()
+}
+
+fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverage {
+    let mut missing = Vec::new();
+    if let Revision::Unknown(why) = &v.current {
+        missing.push(why.clone());
+    }
+    let nodes = node_findings(model, v, policy);
+    missing.extend(pod_findings(v, policy));
     let seen_pods = v.pods.iter().filter(|p| v.is_current(p.revision.as_deref(), true) && covered(p)).count() as u64;
     let (expected, seen) = if v.workload.runs_to_completion() {
         let runs = runs(model, v, policy);
@@ -279,26 +373,7 @@ fn coverage(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Coverag
         }
         (expected, seen_pods)
     };
-
-    // The observation window of the current template: from its earliest container watched on a
-    // node that could see.
-    let current_pod_entries = v
-        .pods
-        .iter()
-        .filter(|p| v.is_current(p.revision.as_deref(), true))
-        .flat_map(|p| p.own_entries().copied().collect::<Vec<_>>());
-    let past_entries = v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)).copied();
-    let since = current_pod_entries
-        .chain(past_entries)
-        .filter(|en| trusted(model, en.node, policy))
-        .filter_map(|en| en.e.observed_since)
-        .chain(
-            v.retired
-                .iter()
-                .filter(|(node, r)| v.is_current(r.revision.as_deref(), false) && trusted(model, node, policy))
-                .filter_map(|(_, r)| r.observed_since),
-        )
-        .min();
+    let since = window_start(model, v, policy);
     match since {
         Some(since) => {
             let watched = Duration::try_from(policy.now - since).unwrap_or_default();

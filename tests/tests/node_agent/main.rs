@@ -38,6 +38,7 @@ const CASES: &[(&str, Case)] = &[
     ("api_server_outage_loses_nothing", api_outage),
     ("full_target_map_is_reported", full_target_map),
     ("liveness_lease_renewed_then_stale", liveness_lease),
+    ("init_restarts_and_sandboxes_in_run_mode", init_restarts_and_sandboxes),
     ("plan_patches_apply_and_verify_catches_a_regression", plan_apply_verify),
 ];
 
@@ -55,6 +56,14 @@ fn main() -> ExitCode {
         Ok(client) => {
             for (name, case) in CASES {
                 suite.run(&format!("node-agent/{name}"), || case(&rt, &client));
+            }
+            let legacy = "node-agent/legacy_token_secret_is_the_automount_volume";
+            match rt.block_on(probe_tests::kube::legacy_client()) {
+                Ok(legacy_client) => suite.run(legacy, || legacy_token_secret(&rt, &legacy_client)),
+                Err(NoServer::NotConfigured) if !in_ci => {
+                    suite.skip(legacy, "no legacy test API server (set TOKENPROBE_LEGACY_KUBECONFIG)");
+                }
+                Err(e) => suite.run(legacy, || panic!("the legacy test API server is needed: {e:?}")),
             }
             suite.finish()
         }
@@ -276,6 +285,127 @@ fn full_target_map(rt: &Runtime, client: &Client) {
         "{metrics}"
     );
     agent.stop(rt);
+}
+
+/// On a cluster without bound service-account tokens (the feature gate off, as before 1.21)
+/// admission mounts the ServiceAccount's token Secret at the service-account path: run mode
+/// confirms from the pod spec that it is the automount volume, and a Secret merely named like a
+/// token Secret is another volume.
+fn legacy_token_secret(rt: &Runtime, client: &Client) {
+    use k8s_openapi::api::core::v1::Pod;
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-legacy-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "legacy"));
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let mut object = probe_tests::cluster::pod("old-style", &node_name, "default", None);
+    object["spec"]["volumes"] = json!([{"name": "ci-token-q8w7e", "secret": {"secretName": "ci-token-q8w7e"}}]);
+    object["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "ci-token-q8w7e", "mountPath": "/etc/ci"}]);
+    // The token controller creates the ServiceAccount's token Secret; admission waits for it.
+    let pods: Api<Pod> = ns.api();
+    let object: Pod = serde_json::from_value(object).expect("pod");
+    let created: Pod = rt.block_on(probe_tests::cluster::eventually(
+        "a pod admitted with the token Secret",
+        Duration::from_mins(1),
+        || {
+            let (pods, object) = (pods.clone(), object.clone());
+            async move { pods.create(&PostParams::default(), &object).await.ok() }
+        },
+    ));
+    let spec = created.spec.as_ref().expect("spec");
+    let automount = probe_agent::k8s::automount::automount_volume(&created).expect("the automount volume").name.clone();
+    assert!(automount.starts_with("default-token-"), "a token Secret volume, not kube-api-access: {spec:#?}");
+    assert!(spec.volumes.iter().flatten().all(|v| v.projected.is_none()), "no projected volume on this cluster");
+    let uid = created.metadata.uid.clone().expect("uid");
+    let pod = node.pod_with_uid(&uid, Qos::Burstable);
+    let legacy = node.secret_volume(&pod, &automount);
+    let lookalike = node.secret_volume(&pod, "ci-token-q8w7e");
+    let c = node.container(&pod, false);
+    let placed = harness::ApiPod { name: "old-style".into(), uid: uid.clone(), automount_volume: automount };
+    rt.block_on(placed.set_running(&ns, &[("app", &c)]));
+    harness::wait_watched(rt, &agent, &[&uid]);
+    let mut a = node.spawn(&c, &[(&legacy, SA_DIR), (&lookalike, "/etc/ci")]);
+    a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
+    a.ok(&Action::Open("/etc/ci/token".into()));
+    let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "old-style", "app").is_some_and(|e| e.reads.token == 1)
+    });
+    let e = entry_named(&ev, "old-style", "app").expect("entry");
+    assert_eq!(e.other_volumes.len(), 1, "{e:#?}");
+    assert_eq!((e.other_volumes[0].name.as_str(), e.other_volumes[0].reads.token), ("ci-token-q8w7e", 1));
+    assert!(e.uncovered.is_empty(), "{e:#?}");
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+/// What run mode adds to coverage, on the real agent's published evidence: an init container
+/// that lived milliseconds has its entry under its name, observed from its start; a container
+/// restarted in place links to the instance it replaced; a pod of a sandboxed runtime class is
+/// reported not covered.
+fn init_restarts_and_sandboxes(rt: &Runtime, client: &Client) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-cover-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "cover"));
+    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| {
+        c.watch.rescan_interval = Duration::from_secs(30);
+    });
+    let p = rt.block_on(api_pod(&ns, &node_name, "vaulted", "default", &["app"], None));
+    let pod = node.pod_with_uid(&p.uid, Qos::Burstable);
+    let vol = node.volume(&pod, &p.automount_volume, true);
+    harness::wait_watched(rt, &agent, &[&p.uid]);
+    let init = node.container(&pod, false);
+    node.flash(&init);
+    let old = node.container(&pod, false);
+    let app = node.container(&pod, false);
+    let _app = node.spawn(&app, &[(&vol, SA_DIR)]);
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("time");
+    let status = json!({"status": {"phase": "Running",
+        "initContainerStatuses": [{"name": "vault-agent-init", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+            "containerID": format!("containerd://{}", init.id), "state": {"terminated": {"exitCode": 0, "startedAt": now, "finishedAt": now}}}],
+        "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 1,
+            "containerID": format!("containerd://{}", app.id), "state": {"running": {"startedAt": now}},
+            "lastState": {"terminated": {"exitCode": 1, "containerID": format!("containerd://{}", old.id)}}}]}});
+    rt.block_on(ns.api::<Pod>().patch_status("vaulted", &PatchParams::default(), &Patch::Merge(&status)))
+        .expect("patch the pod status");
+    let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "vaulted", "vault-agent-init").is_some() && entry_named(ev, "vaulted", "app").is_some()
+    });
+    let init_entry = entry_named(&ev, "vaulted", "vault-agent-init").expect("init");
+    assert_eq!(init_entry.observed_from_start, Some(true), "{init_entry:#?}");
+    assert!(init_entry.gone_since.is_some(), "{init_entry:#?}");
+    let app_entry = entry_named(&ev, "vaulted", "app").expect("app");
+    assert_eq!(app_entry.previous_container_id.as_deref(), Some(old.id.as_str()), "{app_entry:#?}");
+    assert!(ev.agent.container_creation);
+
+    // A pod of a sandboxed runtime class: its containers say they are not covered.
+    let class = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"}, "handler": "runsc"});
+    let classes: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("node.k8s.io", "v1", "RuntimeClass")),
+    );
+    rt.block_on(classes.patch("gvisor", &PatchParams::apply("tokenprobe-test"), &Patch::Apply(&class)))
+        .expect("apply a RuntimeClass");
+    let mut object = probe_tests::cluster::pod("sandboxed", &node_name, "default", None);
+    object["spec"]["runtimeClassName"] = json!("gvisor");
+    let created: Pod = rt.block_on(ns.create(object));
+    let sandboxed = harness::ApiPod {
+        name: "sandboxed".into(),
+        uid: created.metadata.uid.clone().expect("uid"),
+        automount_volume: probe_agent::k8s::automount::automount_volume(&created)
+            .map(|v| v.name.clone())
+            .expect("volume"),
+    };
+    let (_, c) = rt.block_on(sandboxed.place(&ns, &mut node));
+    let _s = node.spawn(&c, &[]);
+    let ev = published(rt, client, &node_name, Duration::from_secs(40), |ev| {
+        entry_named(ev, "sandboxed", "app").is_some_and(|e| !e.uncovered.is_empty())
+    });
+    let e = entry_named(&ev, "sandboxed", "app").expect("sandboxed");
+    assert!(e.uncovered.iter().any(|u| u.contains("sandboxed runtime (RuntimeClass gvisor)")), "{e:#?}");
+    rt.block_on(classes.delete("gvisor", &DeleteParams::default())).expect("delete the RuntimeClass");
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
 }
 
 /// The agent proves it is alive with a Lease renewed every publish interval; the planner reads

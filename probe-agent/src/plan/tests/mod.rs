@@ -229,6 +229,8 @@ impl Fixture {
             observed_from_start: Some(s.from_start),
             unobserved_seconds: 0,
             gone_since: None,
+            uncovered: Vec::new(),
+            previous_container_id: None,
         }
     }
 

@@ -75,6 +75,11 @@ fn random_agents(f: &mut Fixture, rng: &mut Rng) {
         if rng.chance(5) {
             agent.targets_not_watched = vec!["10.0.0.9:443".into()];
         }
+        if rng.chance(8) {
+            agent.unattributed.keys = 1;
+            agent.unattributed.api_connects = 1;
+            agent.unattributed.last_seen = Some(now());
+        }
     }
 }
 
@@ -129,6 +134,12 @@ fn cluster(seed: u64) -> Fixture {
                 }
                 let s = random_seen(&mut rng);
                 f.seen(&uid, "ns", &pod, c, ("Deployment", &name), sa, s);
+                if rng.chance(5) {
+                    let node = f.node.clone();
+                    if let Some(e) = f.node(&node).containers.last_mut() {
+                        e.uncovered = vec!["the token is on a device that is not watched".into()];
+                    }
+                }
             }
         }
     }
@@ -178,6 +189,7 @@ fn good_node(f: &Fixture, node: &str, policy: &Policy, current: bool) -> bool {
         && a.hooks.connect.is_some()
         && !a.targets.is_empty()
         && a.targets_not_watched.is_empty()
+        && a.unattributed.is_empty()
         && (!current || (fresh && a.drops == 0))
 }
 
@@ -216,7 +228,7 @@ fn proven_safe(f: &Fixture, policy: &Policy, name: &str) -> Result<(), String> {
         for status in pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten() {
             let id = status.container_id.as_deref().unwrap_or_default().trim_start_matches("containerd://");
             let entry = all.iter().find(|(n, e)| *n == node && e.container_id.as_deref() == Some(id));
-            if entry.is_none_or(|(_, e)| e.observed_from_start != Some(true)) {
+            if entry.is_none_or(|(_, e)| e.observed_from_start != Some(true) || !e.uncovered.is_empty()) {
                 return Err(format!("{id}: no from-start entry from node {node}"));
             }
         }

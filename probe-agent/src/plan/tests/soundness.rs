@@ -512,6 +512,90 @@ fn soundness_table() {
             )],
             changes: &[],
         },
+        // What the agent could not see (part 2).
+        Case {
+            name: "an init container that ran before the agent (no entry) keeps the pod unseen",
+            build: |f| {
+                let uids = f.workload("vault", "app", "default", 1, 1, &[("app", IDLE)], None);
+                let status = f.pod_mut(&uids[0]).status.as_mut().expect("status");
+                status.init_container_statuses = Some(vec![Fixture::obj(json!({"name": "vault-agent-init",
+                    "containerID": "containerd://0000", "image": "", "imageID": "", "ready": false, "restartCount": 0}))]);
+            },
+            policy: defaults,
+            expect: &[("vault", "app", Verdict::InsufficientEvidence, "no evidence for app-7d9f-0/vault-agent-init")],
+            changes: &[],
+        },
+        Case {
+            name: "an init container seen from start counts like the others",
+            build: |f| {
+                let uids = f.workload("vault", "app", "default", 1, 1, &[("app", IDLE)], None);
+                let status = f.pod_mut(&uids[0]).status.as_mut().expect("status");
+                let id = format!("{}-init", uids[0]);
+                status.init_container_statuses = Some(vec![Fixture::obj(json!({"name": "init",
+                    "containerID": format!("containerd://{id}"), "image": "", "imageID": "", "ready": false, "restartCount": 0}))]);
+                f.seen(&uids[0], "vault", "app-7d9f-0", "init", ("Deployment", "app"), "default", IDLE);
+            },
+            policy: defaults,
+            expect: &[("vault", "app", Verdict::SafeToDisable, "")],
+            changes: &["ServiceAccount vault/default=false"],
+        },
+        Case {
+            name: "a container the agent says it could not cover",
+            build: |f| {
+                f.workload("shop", "symlinked", "default", 1, 1, &[("app", IDLE)], None);
+                f.node("node-a").containers[0].uncovered =
+                    vec!["its automount volume kube-api-access-x was not found in the host mount table".into()];
+            },
+            policy: defaults,
+            expect: &[(
+                "shop",
+                "symlinked",
+                Verdict::InsufficientEvidence,
+                "not covered by the agent: symlinked-7d9f-0/app (its automount volume",
+            )],
+            changes: &[],
+        },
+        Case {
+            name: "counts the node could not attribute during the observation make it partial",
+            build: |f| {
+                f.workload("shop", "partial", "default", 1, 1, &[("app", IDLE)], None);
+                let u = &mut f.node("node-a").agent.unattributed;
+                u.keys = 1;
+                u.reads.token = 2;
+                u.last_seen = Some(now() - Duration::from_hours(3));
+            },
+            policy: defaults,
+            expect: &[(
+                "shop",
+                "partial",
+                Verdict::InsufficientEvidence,
+                "under 1 kernel key(s) it could not attribute",
+            )],
+            changes: &[],
+        },
+        Case {
+            name: "losses before the observation began do not count against it; the same loss later does",
+            build: |f| {
+                f.workload("shop", "before", "default", 1, 1, &[("app", IDLE)], None);
+                f.node("node-a").agent.losses.counter_map_full.add(5, now() - Duration::from_hours(100));
+                f.node = "node-b".into();
+                let rs = f.deployment("shop", "during", "other", 1, None);
+                let uid = f.pod("shop", &format!("{rs}-0"), Some(("ReplicaSet", &rs)), "other", &["app"], true, None);
+                f.seen(&uid, "shop", &format!("{rs}-0"), "app", ("Deployment", "during"), "other", IDLE);
+                f.node("node-b").agent.losses.counter_map_full.add(5, now() - Duration::from_hours(1));
+            },
+            policy: defaults,
+            expect: &[
+                ("shop", "before", Verdict::SafeToDisable, ""),
+                (
+                    "shop",
+                    "during",
+                    Verdict::InsufficientEvidence,
+                    "lost events (counter map full 5, failed kernel reads 0, last at",
+                ),
+            ],
+            changes: &["ServiceAccount shop/default=false"],
+        },
         // Safe shapes that must stay safe.
         Case {
             name: "idle replicas recreated an hour ago, the template watched for two days: safe",

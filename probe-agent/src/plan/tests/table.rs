@@ -124,7 +124,7 @@ fn verdicts_and_placement_table() {
                 "shop",
                 "lossy",
                 Verdict::InsufficientEvidence,
-                "the agent on node node-a lost events (drops 7",
+                "the agent on node node-a lost events (first-seen notices 7",
             )],
             changes: &[],
         },
