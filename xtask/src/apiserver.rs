@@ -26,40 +26,59 @@ use crate::{apt, cmd};
 pub enum Instance {
     Bound,
     Legacy,
+    /// The real node's control plane: inside the node's network namespace, with every
+    /// controller workloads need (see `node.rs`).
+    Node,
 }
 
+/// The controllers the test instances run (the node-agent suite's set).
+const CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector";
+/// And those a real node's workloads need besides: ReplicaSets, DaemonSets, Jobs, CronJobs and
+/// StatefulSets run; the not-ready taint goes when the node is Ready; the `kubernetes` Service
+/// gets its EndpointSlice.
+const NODE_CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector,\
+deployment,replicaset,daemonset,job,cronjob,statefulset,endpoint,endpointslice,endpointslicemirroring,podgc,ttl,nodelifecycle";
+
 impl Instance {
-    fn port(self) -> u16 {
+    pub const fn port(self) -> u16 {
         match self {
             Self::Bound => 16443,
             Self::Legacy => 16444,
+            Self::Node => 16445,
         }
     }
 
     /// etcd's client, peer and metrics ports.
-    fn etcd_ports(self) -> (u16, u16, u16) {
+    const fn etcd_ports(self) -> (u16, u16, u16) {
         match self {
             Self::Bound => (23790, 23800, 23810),
             Self::Legacy => (23791, 23801, 23811),
+            Self::Node => (23792, 23802, 23812),
         }
     }
 
-    fn feature_gates(self) -> &'static str {
+    const fn feature_gates(self) -> &'static str {
         match self {
-            Self::Bound => "BoundServiceAccountTokenVolume=true",
+            Self::Bound | Self::Node => "BoundServiceAccountTokenVolume=true",
             Self::Legacy => "BoundServiceAccountTokenVolume=false",
         }
     }
 
-    fn run_dir(self) -> &'static str {
+    const fn run_dir(self) -> &'static str {
         match self {
             Self::Bound => "run",
             Self::Legacy => "run-legacy",
+            Self::Node => "run-node",
+        }
+    }
+
+    const fn controllers(self) -> &'static str {
+        match self {
+            Self::Bound | Self::Legacy => CONTROLLERS,
+            Self::Node => NODE_CONTROLLERS,
         }
     }
 }
-const CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector";
-
 #[derive(Debug, clap::Subcommand)]
 pub enum ApiServerCommand {
     /// Build (once; cached) kube-apiserver, kube-controller-manager and etcd.
@@ -83,6 +102,9 @@ pub struct Paths {
     pub bin: PathBuf,
     pub run: PathBuf,
     pub instance: Instance,
+    /// Run every process in this network namespace (`/run/netns/<name>`), reached from the
+    /// host through a forwarder the caller runs.
+    pub netns: Option<String>,
 }
 
 impl Paths {
@@ -92,7 +114,7 @@ impl Paths {
 
     pub fn of(cache: &Path, instance: Instance) -> Self {
         let root = cache.join("apiserver");
-        Self { bin: root.join("bin"), run: root.join(instance.run_dir()), root, instance }
+        Self { bin: root.join("bin"), run: root.join(instance.run_dir()), root, instance, netns: None }
     }
 
     fn api_url(&self, path: &str) -> String {
@@ -101,6 +123,18 @@ impl Paths {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.run.join("admin.kubeconfig")
+    }
+
+    /// A command run in the instance's network namespace, if it has one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 }
 
@@ -130,11 +164,16 @@ fn unpack_debs(apt_dir: &Path, work: &Path, packages: &[&str], into: &Path) -> a
     Ok(())
 }
 
+/// The Kubernetes binaries built from the source package: the control plane, and what a real
+/// node runs (kubelet, kube-proxy) with the scheduler that places its pods.
+const KUBE_BINARIES: [&str; 5] =
+    ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
+
 fn built(paths: &Paths) -> bool {
-    ["kube-apiserver", "kube-controller-manager", "etcd"].iter().all(|b| paths.bin.join(b).exists())
+    KUBE_BINARIES.iter().chain(&["etcd"]).all(|b| paths.bin.join(b).exists())
 }
 
-/// Builds the binaries once (about 6 minutes on 2 cores); later calls return at once.
+/// Builds the binaries once (about 10 minutes on 2 cores); later calls return at once.
 pub fn build(paths: &Paths) -> anyhow::Result<()> {
     if built(paths) {
         return Ok(());
@@ -164,7 +203,7 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
-    eprintln!("xtask: building kube-apiserver from Debian's kubernetes source package (once, ~6 min)");
+    eprintln!("xtask: building Kubernetes from Debian's kubernetes source package (once, ~10 min)");
     let tools = work.join("tools");
     unpack_debs(
         &apt_dir,
@@ -213,7 +252,7 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
     let path = format!("{}:{}", goroot.join("bin").display(), std::env::var("PATH").unwrap_or_default());
     cmd::run(
         Command::new("make")
-            .arg("WHAT=cmd/kube-apiserver cmd/kube-controller-manager")
+            .arg(format!("WHAT={}", KUBE_BINARIES.map(|b| format!("cmd/{b}")).join(" ")))
             .current_dir(&src)
             .env("PATH", path)
             .env("GOROOT", &goroot)
@@ -225,7 +264,7 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
     .context("building kube-apiserver failed")?;
     let out = src.join("_output/local/bin/linux/amd64");
     std::fs::create_dir_all(&paths.bin)?;
-    for b in ["kube-apiserver", "kube-controller-manager"] {
+    for b in KUBE_BINARIES {
         std::fs::copy(out.join(b), paths.bin.join(b)).with_context(|| format!("{b} was not built"))?;
     }
     std::fs::copy(tools.join("usr/bin/etcd"), paths.bin.join("etcd")).context("etcd-server has no usr/bin/etcd")?;
@@ -271,7 +310,7 @@ fn certificates(dir: &Path, port: u16) -> anyhow::Result<()> {
     // Extensions make these X.509 v3 certificates (rustls refuses v1).
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default.svc\n\
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,IP:10.99.0.2,DNS:kubernetes,DNS:kubernetes.default.svc\n\
          extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
     )?;
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n")?;
@@ -330,7 +369,8 @@ fn read_pid(run: &Path, name: &str) -> Option<i32> {
 fn spawn(paths: &Paths, name: &str, args: &[String]) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let log = std::fs::File::create(paths.run.join(format!("{name}.log")))?;
-    let child = Command::new(paths.bin.join(name))
+    let child = paths
+        .command(paths.bin.join(name))
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -412,7 +452,8 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         ],
     )?;
     wait_until("etcd", Duration::from_secs(30), &paths.run.join("etcd.log"), || {
-        Command::new("curl")
+        paths
+            .command("curl")
             .args(["-sf", "--max-time", "2", &format!("{etcd_client}/health")])
             .output()
             .is_ok_and(|o| o.status.success())
@@ -422,8 +463,10 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         "kube-apiserver",
         &[
             format!("--etcd-servers={etcd_client}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            // In its own network namespace it serves every address there (pods reach it at the
+            // node's address behind the `kubernetes` Service); on the host, loopback only.
+            format!("--bind-address={}", if paths.netns.is_some() { "0.0.0.0" } else { "127.0.0.1" }),
+            format!("--advertise-address={}", advertise(paths)),
             format!("--secure-port={}", paths.instance.port()),
             "--insecure-port=0".into(),
             format!("--tls-cert-file={}", run("server.crt")),
@@ -437,7 +480,8 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--authorization-mode=Node,RBAC".into(),
             "--allow-privileged=true".into(),
-            "--endpoint-reconciler-type=none".into(),
+            format!("--endpoint-reconciler-type={}", if paths.netns.is_some() { "lease" } else { "none" }),
+            "--kubelet-preferred-address-types=InternalIP".into(),
             format!("--feature-gates={feature_gates}"),
         ],
     )?;
@@ -447,7 +491,7 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         "kube-controller-manager",
         &[
             format!("--kubeconfig={}", paths.kubeconfig().display()),
-            format!("--controllers={CONTROLLERS}"),
+            format!("--controllers={}", paths.instance.controllers()),
             "--leader-elect=false".into(),
             "--bind-address=127.0.0.1".into(),
             "--port=0".into(),
@@ -478,6 +522,11 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
         },
     )?;
     Ok((kubeconfig, true))
+}
+
+/// The address the API server advertises: the node's, in the node's network namespace.
+fn advertise(paths: &Paths) -> &'static str {
+    if paths.netns.is_some() { crate::node::NODE_IP } else { "127.0.0.1" }
 }
 
 /// Ends the processes `start` recorded, by PID: SIGTERM, then SIGKILL after 10 s.

@@ -4,6 +4,9 @@ mod apiserver;
 mod apt;
 mod cmd;
 mod cpio;
+mod image;
+mod node;
+mod oci;
 mod setup;
 mod test;
 mod vm;
@@ -36,9 +39,15 @@ enum Task {
     /// Benchmarks: the agent's pure work and the planner (criterion), then what the attached
     /// programs cost every open and connect on the node, side by side with them detached (root).
     Bench,
+    /// The agent's OCI image archive (a static musl binary on an empty base), in the cache.
+    Image,
     /// A real kube-apiserver (Debian's 1.20 source, built once) on 127.0.0.1 for the tests.
     #[command(subcommand)]
     Apiserver(apiserver::ApiServerCommand),
+    /// A real Kubernetes node on this machine (kubelet, containerd, runc, CNI, kube-proxy, a
+    /// control plane of its own), every address in a network namespace of its own (root).
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// rustfmt check and clippy (pedantic, warnings are errors) on the host crates and on the
     /// kernel programs for the BPF target.
     Lint,
@@ -63,7 +72,17 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             test::bench()
         }
+        Task::Image => {
+            setup::run()?;
+            let image = image::agent(&setup::cache_dir())?;
+            println!("{} {}", image.reference, image.archive.display());
+            Ok(())
+        }
         Task::Apiserver(command) => apiserver::command(&setup::cache_dir(), &command),
+        Task::Node(command) => {
+            setup::run()?;
+            node::command(&setup::cache_dir(), &command)
+        }
         Task::Lint => {
             setup::run()?;
             test::lint()

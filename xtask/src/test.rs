@@ -11,6 +11,7 @@ use crate::{
 };
 
 #[derive(Debug, clap::Args)]
+#[expect(clippy::struct_excessive_bools, reason = "one switch per tier, as on the command line")]
 pub struct TestArgs {
     /// Only cases whose name contains this (privileged suite).
     filter: Option<String>,
@@ -23,6 +24,9 @@ pub struct TestArgs {
     /// Skip the tests against a real API server.
     #[arg(long)]
     no_apiserver: bool,
+    /// Skip the real-node tier (a kubelet + containerd node on this machine).
+    #[arg(long)]
+    no_node: bool,
 }
 
 fn cargo() -> Command {
@@ -74,10 +78,52 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     if !args.no_apiserver {
         apiserver_tests(args.filter.as_deref())?;
     }
+    if !args.no_node {
+        real_node_tests(args.filter.as_deref())?;
+    }
     if !args.no_vm {
         crate::vm::run(&cache_dir(), &suite, &agent, &VmArgs { filter: args.filter.clone(), kernel: None })?;
     }
     Ok(())
+}
+
+/// Starts the real node, runs its suite, stops the node and checks that nothing is left. A node
+/// that cannot start is reported (the suite then skips its cases, and fails them in CI).
+fn real_node_tests(filter: Option<&str>) -> anyhow::Result<()> {
+    let paths = crate::node::NodePaths::new(&cache_dir());
+    let suite = binary_path(
+        cargo().args([
+            "test",
+            "--package",
+            "probe-tests",
+            "--test",
+            "real_node",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "real_node",
+    )?;
+    let started = crate::node::start(&paths);
+    let mut cmd = Command::new(suite);
+    match &started {
+        Ok(node) => {
+            cmd.env("TOKENPROBE_NODE_KUBECONFIG", &node.kubeconfig)
+                .env("TOKENPROBE_NODE_NAME", crate::node::NODE_NAME)
+                .env("TOKENPROBE_AGENT_IMAGE", &node.agent_image)
+                .env("TOKENPROBE_WORKLOAD_IMAGE", crate::image::WORKLOAD);
+        }
+        Err(e) => eprintln!("xtask: the real node did not start: {e:#}"),
+    }
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    let result = cmd::run(&mut cmd).context("real-node tests failed");
+    let left = crate::node::stop(&paths)?;
+    if !left.is_empty() {
+        bail!("the real node left things behind:\n  {}", left.join("\n  "));
+    }
+    eprintln!("xtask: node stopped; nothing left behind");
+    result
 }
 
 /// Starts the test API server (unless it runs already), runs the suite against it, and stops
