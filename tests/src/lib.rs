@@ -8,4 +8,5 @@ pub mod caps;
 pub mod cluster;
 pub mod fake_node;
 pub mod kube;
+pub mod real_node;
 pub mod runner;

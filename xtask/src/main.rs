@@ -30,6 +30,10 @@ enum Task {
         /// How long the agent watches, in seconds.
         #[arg(long, default_value_t = 8)]
         seconds: u64,
+        /// The whole chain on a real node instead (started and stopped around it): the agent
+        /// from deploy/, evidence, plan, the change, verify.
+        #[arg(long)]
+        real_node: bool,
     },
     /// Set up, then run every test: unit tests, the privileged tests on this kernel and in VMs
     /// on stock Debian kernels (root).
@@ -56,9 +60,9 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
-        Task::Demo { seconds } => {
+        Task::Demo { seconds, real_node } => {
             setup::run()?;
-            test::demo(seconds)
+            if real_node { test::real_node_demo() } else { test::demo(seconds) }
         }
         Task::Test(args) => {
             setup::run()?;

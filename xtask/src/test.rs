@@ -87,10 +87,33 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the real node, runs its suite, stops the node and checks that nothing is left. A node
-/// that cannot start is reported (the suite then skips its cases, and fails them in CI).
-fn real_node_tests(filter: Option<&str>) -> anyhow::Result<()> {
+/// Starts the real node, runs `program` against it (with the environment it needs), stops the
+/// node and checks that nothing is left. A node that cannot start is reported (a suite then
+/// skips its cases, and fails them in CI).
+fn on_real_node(program: PathBuf, args: &[&str]) -> anyhow::Result<()> {
     let paths = crate::node::NodePaths::new(&cache_dir());
+    let started = crate::node::start(&paths);
+    let mut cmd = Command::new(program);
+    cmd.env("TOKENPROBE_AGENT_BIN", build_agent()?).args(args);
+    match &started {
+        Ok(node) => {
+            cmd.env("TOKENPROBE_NODE_KUBECONFIG", &node.kubeconfig)
+                .env("TOKENPROBE_NODE_NAME", crate::node::NODE_NAME)
+                .env("TOKENPROBE_AGENT_IMAGE", &node.agent_image)
+                .env("TOKENPROBE_WORKLOAD_IMAGE", crate::image::WORKLOAD);
+        }
+        Err(e) => eprintln!("xtask: the real node did not start: {e:#}"),
+    }
+    let result = cmd::run(&mut cmd);
+    let left = crate::node::stop(&paths)?;
+    if !left.is_empty() {
+        bail!("the real node left things behind:\n  {}", left.join("\n  "));
+    }
+    eprintln!("xtask: node stopped; nothing left behind");
+    result
+}
+
+fn real_node_tests(filter: Option<&str>) -> anyhow::Result<()> {
     let suite = binary_path(
         cargo().args([
             "test",
@@ -103,27 +126,26 @@ fn real_node_tests(filter: Option<&str>) -> anyhow::Result<()> {
         ]),
         "real_node",
     )?;
-    let started = crate::node::start(&paths);
-    let mut cmd = Command::new(suite);
-    match &started {
-        Ok(node) => {
-            cmd.env("TOKENPROBE_NODE_KUBECONFIG", &node.kubeconfig)
-                .env("TOKENPROBE_NODE_NAME", crate::node::NODE_NAME)
-                .env("TOKENPROBE_AGENT_IMAGE", &node.agent_image)
-                .env("TOKENPROBE_WORKLOAD_IMAGE", crate::image::WORKLOAD);
-        }
-        Err(e) => eprintln!("xtask: the real node did not start: {e:#}"),
+    on_real_node(suite, filter.as_slice()).context("real-node tests failed")
+}
+
+/// `cargo xtask demo --real-node`.
+pub fn real_node_demo() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the real-node demo needs root (a kubelet, containerd, network namespaces)");
     }
-    if let Some(f) = filter {
-        cmd.arg(f);
-    }
-    let result = cmd::run(&mut cmd).context("real-node tests failed");
-    let left = crate::node::stop(&paths)?;
-    if !left.is_empty() {
-        bail!("the real node left things behind:\n  {}", left.join("\n  "));
-    }
-    eprintln!("xtask: node stopped; nothing left behind");
-    result
+    let demo = binary_path(
+        cargo().args([
+            "build",
+            "--package",
+            "probe-tests",
+            "--bin",
+            "tokenprobe-real-node-demo",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "tokenprobe-real-node-demo",
+    )?;
+    on_real_node(demo, &[])
 }
 
 /// Starts the test API server (unless it runs already), runs the suite against it, and stops
