@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{HashMap, MapData, MapError};
 use probe_common::{
     counters::{CountKey, CountValue, kind},
-    targets::{TargetKey, TargetValue},
+    targets::TargetValue,
     volumes::{VolumeValue, kernel_dev},
 };
 
@@ -34,16 +34,16 @@ fn map_err(what: &str) -> impl FnOnce(MapError) -> String + '_ {
 /// # Errors
 /// Why the self-test failed, or that the open was not seen.
 pub fn file_open_seen(
-    volumes: &mut HashMap<MapData, u32, VolumeValue>,
+    volumes: &mut crate::probe::watched::Volumes,
     counters: &mut HashMap<MapData, CountKey, CountValue>,
 ) -> Result<(), String> {
     let path = Path::new(CANARY_FILE);
     // stat, not open: nothing is counted before the filesystem is watched.
     let meta = std::fs::metadata(path).map_err(|e| format!("self-test: cannot stat {CANARY_FILE}: {e}"))?;
     let dev = kernel_dev(libc::major(meta.dev()), libc::minor(meta.dev()));
-    volumes.insert(dev, VolumeValue { id: CANARY_ID, flags: 0 }, 0).map_err(map_err("watch the test file"))?;
+    volumes.insert(dev, VolumeValue { id: CANARY_ID, flags: 0 }).map_err(map_err("watch the test file"))?;
     let opened = std::fs::File::open(path);
-    let unwatched = volumes.remove(&dev);
+    let unwatched = volumes.remove(dev);
     opened.map_err(|e| format!("self-test: cannot open {CANARY_FILE}: {e}"))?;
     unwatched.map_err(map_err("unwatch the test file"))?;
     let seen = take_counts(counters, |k| kind::is_read(k.kind))?;
@@ -55,14 +55,14 @@ pub fn file_open_seen(
 /// # Errors
 /// Why the self-test failed, or that the connect was not seen.
 pub fn connect_seen(
-    targets: &mut HashMap<MapData, TargetKey, TargetValue>,
+    targets: &mut crate::probe::watched::Targets,
     counters: &mut HashMap<MapData, CountKey, CountValue>,
 ) -> Result<(), String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("self-test: cannot listen on 127.0.0.1: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("self-test: {e}"))?;
     let key = crate::targets::keys_for(addr)[0];
-    targets.insert(key, TargetValue { id: CANARY_ID, flags: 0 }, 0).map_err(map_err("watch the test address"))?;
+    targets.insert(key, TargetValue { id: CANARY_ID, flags: 0 }).map_err(map_err("watch the test address"))?;
     let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
     let unwatched = targets.remove(&key);
     connected.map_err(|e| format!("self-test: cannot connect to {addr}: {e}"))?;

@@ -3,6 +3,10 @@
 /// The eBPF object built by build.rs (probe-ebpf's `tokenprobe` binary).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tokenprobe"));
 
+/// The benchmark's reference programs (probe-ebpf's `tokenprobe-bench` binary): empty programs on
+/// each hook and the path-streaming baseline. Only `cargo xtask bench` loads it.
+pub static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tokenprobe-bench"));
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,11 @@ fn init_tracing(format: commands::LogFormat) {
     let filter = EnvFilter::try_from_env("TOKENPROBE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        commands::LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        commands::LogFormat::Text => {
+            // Colours only on a terminal: `kubectl logs` and log files get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init()
+        }
         commands::LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
     };
     if let Err(e) = result {

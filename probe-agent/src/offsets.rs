@@ -30,6 +30,8 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         kn_id: btf.member_offset("kernfs_node", "id")?,
         cgroup_root: btf.member_offset("cgroup", "root")?,
         root_hierarchy_id: btf.member_offset("cgroup_root", "hierarchy_id")?,
+        regs_orig_ax: btf.member_offset("pt_regs", "orig_ax").unwrap_or(Offsets::ABSENT),
+        files_fd_array: btf.member_offset("files_struct", "fd_array")?,
     })
 }
 

@@ -7,10 +7,22 @@ use aya_ebpf::{
 };
 use probe_common::{
     counters::kind,
-    targets::{AF_INET, AF_INET6, TargetKey},
+    targets::{AF_INET, AF_INET6, TargetKey, port_bit},
 };
 
-use crate::{kernel::read, maps::TP_TARGETS, record::count};
+use crate::{
+    kernel::read,
+    maps::{TP_PORT_BITS, TP_TARGETS},
+    record::count,
+};
+
+/// Whether any target has this port: an inlined array lookup that rejects nearly every connect
+/// before the key is even built.
+#[inline(always)]
+fn port_watched(port: u16) -> bool {
+    let (word, mask) = port_bit(port);
+    TP_PORT_BITS.get(word).is_some_and(|bits| *bits & mask != 0)
+}
 
 #[inline(always)]
 unsafe fn on_connect<C: EbpfContext>(ctx: &C, key: &TargetKey) {
@@ -25,7 +37,11 @@ pub fn tp_connect4_cgroup(ctx: SockAddrContext) -> i32 {
     // SAFETY: the context is the kernel's `struct bpf_sock_addr`; 4-byte loads of its fields.
     unsafe {
         let sa = ctx.sock_addr;
-        let mut key = TargetKey { family: AF_INET, port: u16::from_be((*sa).user_port as u16), addr: [0; 16] };
+        let port = u16::from_be((*sa).user_port as u16);
+        if !port_watched(port) {
+            return 1;
+        }
+        let mut key = TargetKey { family: AF_INET, port, addr: [0; 16] };
         key.addr[..4].copy_from_slice(&(*sa).user_ip4.to_ne_bytes());
         on_connect(&ctx, &key);
     }
@@ -38,7 +54,11 @@ pub fn tp_connect6_cgroup(ctx: SockAddrContext) -> i32 {
     // SAFETY: as above.
     unsafe {
         let sa = ctx.sock_addr;
-        let mut key = TargetKey { family: AF_INET6, port: u16::from_be((*sa).user_port as u16), addr: [0; 16] };
+        let port = u16::from_be((*sa).user_port as u16);
+        if !port_watched(port) {
+            return 1;
+        }
+        let mut key = TargetKey { family: AF_INET6, port, addr: [0; 16] };
         key.addr[0..4].copy_from_slice(&(*sa).user_ip6[0].to_ne_bytes());
         key.addr[4..8].copy_from_slice(&(*sa).user_ip6[1].to_ne_bytes());
         key.addr[8..12].copy_from_slice(&(*sa).user_ip6[2].to_ne_bytes());
@@ -52,8 +72,13 @@ pub fn tp_connect6_cgroup(ctx: SockAddrContext) -> i32 {
 /// families. `skip_v4_mapped`: leave IPv4-mapped IPv6 addresses to the IPv4 hook.
 #[inline(always)]
 unsafe fn key_from_sockaddr(addr: *const u8, skip_v4_mapped: bool) -> Option<TargetKey> {
-    let family: u16 = read(addr, 0)?;
-    let port = u16::from_be(read::<u16>(addr, 2)?);
+    // `sin_family` and `sin6_family`, then the port: one read.
+    let head: [u8; 4] = read(addr, 0)?;
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    let port = u16::from_be_bytes([head[2], head[3]]);
+    if !port_watched(port) {
+        return None;
+    }
     let mut key = TargetKey { family, port, addr: [0; 16] };
     if family == AF_INET {
         let ip: [u8; 4] = read(addr, 4)?;

@@ -20,3 +20,10 @@ pub unsafe fn read_ptr(base: *const u8, offset: u32) -> Option<*const u8> {
     let ptr: *const u8 = read(base, offset)?;
     if ptr.is_null() { None } else { Some(ptr) }
 }
+
+/// A plain load of a `T` at `base + offset`, for BTF-typed pointers (the verifier checks the
+/// access against the kernel's types; `offset` comes from frozen `.rodata`, a constant to it).
+#[inline(always)]
+pub unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
+    core::ptr::read_volatile(base.wrapping_add(offset as usize).cast::<T>())
+}

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use probe_common::{
     config::Config,
@@ -32,6 +32,12 @@ pub static TP_EXEC_TASKS: HashMap<u32, u32> = HashMap::with_max_entries(m::EXEC_
 
 #[map]
 pub static TP_PENDING_OPENS: HashMap<u64, u32> = HashMap::with_max_entries(m::PENDING_OPENS_MAX, 0);
+
+#[map]
+pub static TP_VOLUME_BITS: Array<u64> = Array::with_max_entries(probe_common::volumes::BITMAP_WORDS + 1, 0);
+
+#[map]
+pub static TP_PORT_BITS: Array<u64> = Array::with_max_entries(probe_common::targets::PORT_WORDS, 0);
 
 #[map]
 pub static TP_CGROUP_EVENTS: RingBuf = RingBuf::with_byte_size(m::CGROUP_EVENTS_BYTES, 0);
@@ -67,6 +73,8 @@ pub static TP_CONFIG: Config = Config {
         kn_id: 0,
         cgroup_root: 0,
         root_hierarchy_id: 0,
+        regs_orig_ax: 0,
+        files_fd_array: 0,
     },
 };
 

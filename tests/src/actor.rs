@@ -62,6 +62,14 @@ pub enum Action {
     ConnectAttempt(SocketAddr),
     /// A TCP connect from an IPv6 socket to the IPv4-mapped form of an IPv4 address.
     ConnectMapped(SocketAddr),
+    /// `open(path)` from a forked process whose descriptor table is the kernel's embedded 64
+    /// (the actor's own may be larger, inherited from the harness).
+    OpenFromSmallTable(PathBuf),
+    /// `open(path)` while the actor holds more than 64 descriptors (its table outgrew the
+    /// embedded one, as a server's does).
+    OpenFromLargeTable(PathBuf),
+    /// `count` opens (and closes) of `path`, paced to `per_second` (the benchmark's load).
+    OpenPaced { path: PathBuf, count: u32, per_second: u32 },
     /// A path-taking lookup syscall on `path` — what clients that only look (Python's and
     /// Ruby's `stat` before `open`) do — made as that raw syscall, not through libc's choice.
     Look(LookCall, PathBuf),
@@ -292,7 +300,65 @@ fn perform(action: &Action) -> Result<(), nix::errno::Errno> {
         }
         Action::ConnectMapped(addr) => connect_mapped(*addr),
         Action::Look(call, path) => look(*call, path),
+        Action::OpenPaced { path, count, per_second } => open_paced(path, *count, *per_second),
+        Action::OpenFromSmallTable(path) => open_from_small_table(path),
+        Action::OpenFromLargeTable(path) => {
+            let held: Vec<OwnedFd> = (0..100)
+                .map(|_| open("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()))
+                .collect::<Result<_, _>>()?;
+            let result = open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map(drop);
+            drop(held);
+            result
+        }
     }
+}
+
+/// A fork copies the descriptor table only up to the highest open descriptor: close all but
+/// stdio in a child, fork again, and the grandchild's table is the embedded one.
+fn open_from_small_table(path: &Path) -> Result<(), nix::errno::Errno> {
+    use nix::{
+        sys::wait::{WaitStatus, waitpid},
+        unistd::{ForkResult, fork},
+    };
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: the children only call close_range, fork, waitpid, open, close and _exit.
+    match unsafe { fork() }? {
+        ForkResult::Child => unsafe {
+            libc::close_range(3, u32::MAX, 0);
+            let code = match fork() {
+                Ok(ForkResult::Child) => {
+                    let fd = libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    libc::_exit(i32::from(fd < 0 || fd >= 64));
+                }
+                Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => code,
+                    _ => 1,
+                },
+                Err(_) => 1,
+            };
+            libc::_exit(code);
+        },
+        ForkResult::Parent { child } => match waitpid(child, None)? {
+            WaitStatus::Exited(_, 0) => Ok(()),
+            _ => Err(nix::errno::Errno::EIO),
+        },
+    }
+}
+
+fn open_paced(path: &Path, count: u32, per_second: u32) -> Result<(), nix::errno::Errno> {
+    let start = std::time::Instant::now();
+    let per_second = f64::from(per_second.max(1));
+    for i in 0..count {
+        // Ahead of schedule: wait (busy, the pace is far finer than a sleep's granularity).
+        while start.elapsed().as_secs_f64() < f64::from(i) / per_second {
+            std::hint::spin_loop();
+        }
+        drop(open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?);
+    }
+    Ok(())
 }
 
 fn look(call: LookCall, path: &Path) -> Result<(), nix::errno::Errno> {

@@ -15,17 +15,16 @@ use probe_common::{
     config::{self, Config},
     counters::{CountKey, CountValue},
     maps, stats,
-    targets::{TargetKey, TargetValue},
-    volumes::VolumeValue,
 };
 
 use crate::{btf::Btf, canary, offsets};
 
 mod modes;
 mod programs;
+pub mod watched;
 
 use modes::hint;
-pub use modes::{ConnectHook, ConnectMode, FileHook, FileMode, Rejection};
+pub use modes::{ConnectHook, ConnectMode, FileHook, FileMode, Rejection, TracepointVariant};
 use programs::{describe, program, unload};
 
 /// Errors loading the programs or attaching a detector.
@@ -72,6 +71,8 @@ pub struct ProbeOptions {
     pub exec_hierarchy: u32,
     /// Count failed opens of the default token paths (`verify`; costs every open).
     pub missing_token: bool,
+    /// The `tracepoint` variants to try, best first (the benchmark pins one).
+    pub tracepoint_variants: Vec<TracepointVariant>,
 }
 
 impl ProbeOptions {
@@ -89,6 +90,7 @@ impl ProbeOptions {
             exec_tracking: true,
             exec_hierarchy: 0,
             missing_token: false,
+            tracepoint_variants: vec![TracepointVariant::RawSysExit, TracepointVariant::PerSyscall],
         }
     }
 }
@@ -100,8 +102,8 @@ pub struct Probe {
     pub file_mode: Option<FileMode>,
     pub connect_mode: Option<ConnectMode>,
     pub rejections: Vec<Rejection>,
-    pub volumes: HashMap<MapData, u32, VolumeValue>,
-    pub targets: HashMap<MapData, TargetKey, TargetValue>,
+    pub volumes: watched::Volumes,
+    pub targets: watched::Targets,
     pub counters: HashMap<MapData, CountKey, CountValue>,
     /// Cgroups that already had a process join them (exec-session detection).
     pub cgroups_seen: HashMap<MapData, maps::CgroupRef, u32>,
@@ -111,6 +113,9 @@ pub struct Probe {
     pub missing_token: bool,
     /// Whether container cgroups are reported as they are created.
     pub container_creation: bool,
+    /// How the `tracepoint` file-open mode attached, when it is the mode in use.
+    pub tracepoint_variant: Option<TracepointVariant>,
+    offsets: probe_common::config::Offsets,
     stats: PerCpuArray<MapData, u64>,
     notices: Option<RingBuf<MapData>>,
     cgroup_events: Option<RingBuf<MapData>>,
@@ -246,13 +251,15 @@ impl Probe {
             .ok();
         Ok(Self {
             logger,
-            volumes: take(&mut ebpf, maps::VOLUMES)?,
-            targets: take(&mut ebpf, maps::TARGETS)?,
+            volumes: watched::Volumes::new(take(&mut ebpf, maps::VOLUMES)?, take(&mut ebpf, maps::VOLUME_BITS)?),
+            targets: watched::Targets::new(take(&mut ebpf, maps::TARGETS)?, take(&mut ebpf, maps::PORT_BITS)?),
             counters: take(&mut ebpf, maps::COUNTERS)?,
             cgroups_seen: take(&mut ebpf, maps::CGROUPS_SEEN)?,
             exec_tracking: false,
             missing_token: false,
             container_creation: false,
+            tracepoint_variant: None,
+            offsets,
             stats: take(&mut ebpf, maps::STATS)?,
             notices: Some(take(&mut ebpf, maps::NOTICES)?),
             cgroup_events: Some(take(&mut ebpf, maps::CGROUP_EVENTS)?),
@@ -328,6 +335,7 @@ impl Probe {
         }
         tracing::info!(
             file_open = %self.file_mode.map_or("none", FileMode::name),
+            file_open_via = %self.tracepoint_variant.map_or("-", TracepointVariant::name),
             connect = %self.connect_mode.map_or("none", ConnectMode::name),
             "hooks attached"
         );
@@ -519,13 +527,53 @@ impl Probe {
         Ok(())
     }
 
+    /// The `tracepoint` mode: the first variant of [`ProbeOptions::tracepoint_variants`] that
+    /// attaches (each refusal is logged with its reason).
+    fn tracepoints(&mut self) -> Result<(), String> {
+        let mut reasons = Vec::new();
+        for variant in self.options.tracepoint_variants.clone() {
+            let attached = match variant {
+                TracepointVariant::RawSysExit => self.raw_sys_exit(),
+                TracepointVariant::PerSyscall => self.per_syscall_tracepoints(),
+            };
+            match attached {
+                Ok(()) => {
+                    self.tracepoint_variant = Some(variant);
+                    tracing::debug!(variant = variant.name(), "tracepoint mode attached");
+                    return Ok(());
+                }
+                Err(reason) => {
+                    tracing::info!(variant = variant.name(), %reason, "tracepoint variant refused; trying the next");
+                    reasons.push(format!("{}: {reason}", variant.name()));
+                }
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
+    /// The BTF-typed raw tracepoint `sys_exit`, on `x86_64` kernels whose BTF has `pt_regs.orig_ax`.
+    fn raw_sys_exit(&mut self) -> Result<(), String> {
+        if !cfg!(target_arch = "x86_64") || self.offsets.regs_orig_ax == config::Offsets::ABSENT {
+            return Err("needs x86-64 syscall numbers and pt_regs.orig_ax in the kernel's BTF".to_owned());
+        }
+        let btf = self.btf()?.clone();
+        let program: &mut aya::programs::BtfTracePoint = program(&mut self.ebpf, FileMode::Tracepoint.programs()[0])?;
+        program.load("sys_exit", &btf).map_err(describe)?;
+        if let Err(e) = program.attach() {
+            let reason = describe(e);
+            unload(program);
+            return Err(reason);
+        }
+        Ok(())
+    }
+
     /// The syscall exit tracepoints: `openat` is required, the others are attached when the
     /// kernel has them.
-    fn tracepoints(&mut self) -> Result<(), String> {
+    fn per_syscall_tracepoints(&mut self) -> Result<(), String> {
         const SYSCALLS: [&str; 5] = ["openat", "openat2", "open", "creat", "open_by_handle_at"];
         let tracefs = crate::tracefs::ensure_mounted()?;
         crate::tracefs::check_sys_exit_ret_offset(&tracefs, "sys_exit_openat")?;
-        let program: &mut TracePoint = program(&mut self.ebpf, FileMode::Tracepoint.programs()[0])?;
+        let program: &mut TracePoint = program(&mut self.ebpf, FileMode::Tracepoint.programs()[1])?;
         program.load().map_err(describe)?;
         for syscall in SYSCALLS {
             let event = format!("sys_exit_{syscall}");
@@ -552,6 +600,7 @@ impl Probe {
                 Some(Program::TracePoint(p)) => unload(p),
                 Some(Program::CgroupSockAddr(p)) => unload(p),
                 Some(Program::RawTracePoint(p)) => unload(p),
+                Some(Program::BtfTracePoint(p)) => unload(p),
                 _ => {}
             }
         }

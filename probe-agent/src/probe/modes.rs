@@ -21,6 +21,29 @@ pub enum ConnectHook {
     Fentry,
 }
 
+/// How the `tracepoint` file-open mode attaches. Both run at syscall exit and see the same
+/// opens; they differ only in cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TracepointVariant {
+    /// The BTF-typed raw tracepoint `sys_exit` (Linux ≥ 5.5, `x86_64`): typed loads instead of
+    /// helper calls, no `perf_event_open`; it runs at every syscall's exit and leaves at once
+    /// unless the syscall opened a file.
+    RawSysExit,
+    /// The classic per-syscall tracepoints `syscalls/sys_exit_{open,openat,…}` (perf events).
+    PerSyscall,
+}
+
+impl TracepointVariant {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RawSysExit => "raw-sys-exit",
+            Self::PerSyscall => "per-syscall",
+        }
+    }
+}
+
 /// The file-open mode in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,7 +84,7 @@ impl FileMode {
             Self::Lsm => &["tp_file_open_lsm"],
             Self::Fentry => &["tp_file_open_fentry"],
             Self::Kprobe => &["tp_file_open_kprobe"],
-            Self::Tracepoint => &["tp_file_open_tracepoint"],
+            Self::Tracepoint => &["tp_file_open_sys_exit", "tp_file_open_tracepoint"],
         }
     }
 

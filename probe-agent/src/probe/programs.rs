@@ -2,7 +2,7 @@
 
 use aya::{
     Ebpf,
-    programs::{CgroupSockAddr, FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, CgroupSockAddr, FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 
 pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
@@ -22,7 +22,7 @@ macro_rules! impl_unload {
         fn unload_now(&mut self) -> Result<(), ProgramError> { self.unload() }
     })*};
 }
-impl_unload!(Lsm, FEntry, KProbe, TracePoint, CgroupSockAddr, RawTracePoint);
+impl_unload!(Lsm, FEntry, KProbe, TracePoint, CgroupSockAddr, RawTracePoint, BtfTracePoint);
 
 pub(super) fn unload<T: Unload>(program: &mut T) {
     if let Err(e) = program.unload_now() {

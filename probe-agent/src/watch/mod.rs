@@ -68,6 +68,8 @@ pub struct WatchConfig {
     /// `RuntimeClass` names of sandboxed runtimes (gVisor, Kata): their pods' file access never
     /// reaches the host kernel's view, so their containers are reported uncovered.
     pub sandboxed_runtime_classes: Vec<String>,
+    /// How the `tracepoint` file-open mode may attach, best first (the benchmark pins one).
+    pub tracepoint_variants: Vec<crate::probe::TracepointVariant>,
 }
 
 impl WatchConfig {
@@ -95,6 +97,10 @@ impl WatchConfig {
             retention: Duration::from_hours(24),
             publish_interval: None,
             sandboxed_runtime_classes: DEFAULT_SANDBOXED.iter().map(|s| (*s).to_owned()).collect(),
+            tracepoint_variants: vec![
+                crate::probe::TracepointVariant::RawSysExit,
+                crate::probe::TracepointVariant::PerSyscall,
+            ],
         }
     }
 }
@@ -247,6 +253,7 @@ impl Agent {
         options.exec_tracking = config.exec_tracking;
         options.exec_hierarchy = keying.hierarchy;
         options.missing_token = config.missing_token;
+        options.tracepoint_variants.clone_from(&config.tracepoint_variants);
         let mut probe = Probe::load(options)?;
 
         // Readers first, so no early notice or log line is lost (the state owner reads the

@@ -359,7 +359,7 @@ impl State {
         let new: Vec<TargetKey> = wanted.into_iter().filter(|k| !self.targets.contains_key(k)).collect();
         for key in new {
             let id = self.next_target_id;
-            match self.probe.targets.insert(key, TargetValue { id, flags: 0 }, 0) {
+            match self.probe.targets.insert(key, TargetValue { id, flags: 0 }) {
                 Ok(()) => {
                     self.next_target_id += 1;
                     self.targets.insert(key, id);
@@ -406,13 +406,13 @@ impl State {
         self.node.sync_pod_dirs(&pod_dirs, clock::boot_ns());
         let changes = self.node.sync_mounts(&mounts, |m| holds_token(Path::new(&m.mount_point)), clock::boot_ns());
         for dev in changes.removed {
-            match self.probe.volumes.remove(&dev) {
+            match self.probe.volumes.remove(dev) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => tracing::warn!(dev, error = %e, "cannot remove a volume from the kernel map"),
             }
         }
         for (dev, id) in changes.added {
-            match self.probe.volumes.insert(dev, VolumeValue { id, flags: 0 }, 0) {
+            match self.probe.volumes.insert(dev, VolumeValue { id, flags: 0 }) {
                 Ok(()) => {
                     self.node.set_watched_since(id, clock::boot_ns());
                     tracing::info!(dev, volume = id, "watching volume");

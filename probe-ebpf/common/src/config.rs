@@ -79,11 +79,31 @@ pub struct Offsets {
     pub cgroup_root: u32,
     /// `cgroup_root.hierarchy_id`
     pub root_hierarchy_id: u32,
+    /// `pt_regs.orig_ax`: the syscall number at `sys_exit` (`x86_64`); [`Offsets::ABSENT`] where
+    /// the kernel has no such member (the `sys_exit` program is then not used).
+    pub regs_orig_ax: u32,
+    /// `files_struct.fd_array`: the embedded table of the first [`FD_ARRAY_LEN`] descriptors.
+    pub files_fd_array: u32,
 }
 
 impl Offsets {
     /// Number of `u32` fields, for the layout assertion.
-    pub const FIELDS: usize = 20;
+    pub const FIELDS: usize = 22;
+    /// An offset the running kernel's BTF does not have.
+    pub const ABSENT: u32 = u32::MAX;
+}
+
+/// `NR_OPEN_DEFAULT`: descriptors below it live in `files_struct.fd_array` until the table grows.
+pub const FD_ARRAY_LEN: u32 = 64;
+
+/// `x86_64` syscall numbers of the calls that open a file (the `sys_exit` file-open program
+/// resolves their returned fd).
+pub mod syscalls {
+    pub const OPEN: u64 = 2;
+    pub const CREAT: u64 = 85;
+    pub const OPENAT: u64 = 257;
+    pub const OPEN_BY_HANDLE_AT: u64 = 304;
+    pub const OPENAT2: u64 = 437;
 }
 
 /// `O_PATH` on every architecture tokenprobe builds for (`x86_64`, aarch64).

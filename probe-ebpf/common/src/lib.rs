@@ -5,6 +5,7 @@
 //! plain old data on both sides (each layout is pinned by a size assertion below).
 #![no_std]
 
+pub mod bench;
 pub mod cgroups;
 pub mod config;
 pub mod counters;
@@ -17,10 +18,11 @@ pub mod volumes;
 #[cfg(feature = "user")]
 mod user {
     //! `aya::Pod` for every type that crosses the boundary.
-    use crate::{cgroups, config, counters, notice, targets, volumes};
+    use crate::{bench, cgroups, config, counters, notice, targets, volumes};
 
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, without implicit padding, and every bit
     // pattern is a valid value.
+    unsafe impl aya::Pod for bench::PathEvent {}
     unsafe impl aya::Pod for cgroups::CgroupEvent {}
     unsafe impl aya::Pod for config::Config {}
     unsafe impl aya::Pod for config::Offsets {}
@@ -45,4 +47,5 @@ const _: () = {
     assert!(size_of::<cgroups::CgroupEvent>() == 24 + cgroups::PATH_MAX);
     assert!(size_of::<config::Offsets>() == 4 * config::Offsets::FIELDS);
     assert!(size_of::<config::Config>() == 16 + size_of::<config::Offsets>());
+    assert!(size_of::<bench::PathEvent>() == 8 + bench::PATH_MAX);
 };

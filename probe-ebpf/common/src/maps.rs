@@ -24,10 +24,30 @@ pub const CGROUPS_SEEN: &str = "TP_CGROUPS_SEEN";
 pub const PENDING_OPENS: &str = "TP_PENDING_OPENS";
 /// `RingBuf` of [`crate::cgroups::CgroupEvent`]: container cgroups as they are created.
 pub const CGROUP_EVENTS: &str = "TP_CGROUP_EVENTS";
+/// `Array<u64>` of [`crate::volumes::BITMAP_WORDS`] + 1: the minors of watched volumes, checked
+/// before any hash lookup (an inlined array lookup rejects nearly every open), then
+/// [`crate::volumes::OTHER_DEVICES`].
+pub const VOLUME_BITS: &str = "TP_VOLUME_BITS";
+/// `Array<u64>` of [`crate::targets::PORT_WORDS`]: the ports of watched targets.
+pub const PORT_BITS: &str = "TP_PORT_BITS";
+/// `RingBuf` of [`crate::bench::PathEvent`]: in the benchmark's own object only (the
+/// path-streaming baseline), never in the agent's.
+pub const BENCH_PATHS: &str = "TP_BENCH_PATHS";
 
 /// Every map the object defines.
-pub const ALL: [&str; 9] =
-    [VOLUMES, TARGETS, COUNTERS, NOTICES, STATS, EXEC_TASKS, CGROUPS_SEEN, PENDING_OPENS, CGROUP_EVENTS];
+pub const ALL: [&str; 11] = [
+    VOLUMES,
+    TARGETS,
+    COUNTERS,
+    NOTICES,
+    STATS,
+    EXEC_TASKS,
+    CGROUPS_SEEN,
+    PENDING_OPENS,
+    CGROUP_EVENTS,
+    VOLUME_BITS,
+    PORT_BITS,
+];
 
 pub const VOLUMES_MAX: u32 = 8192;
 pub const TARGETS_MAX: u32 = 256;
@@ -37,6 +57,7 @@ pub const EXEC_TASKS_MAX: u32 = 16384;
 pub const CGROUPS_SEEN_MAX: u32 = 16384;
 pub const PENDING_OPENS_MAX: u32 = 4096;
 pub const CGROUP_EVENTS_BYTES: u32 = 64 * 1024;
+pub const BENCH_PATHS_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Key of [`CGROUPS_SEEN`]: a cgroup in a hierarchy.
 #[repr(C)]

@@ -4,6 +4,16 @@
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 
+/// Words of the target-port bitmap: one bit per port.
+pub const PORT_WORDS: u32 = 1 << 10;
+
+/// The bitmap word and bit of a port (host byte order).
+#[inline(always)]
+#[must_use]
+pub const fn port_bit(port: u16) -> (u32, u64) {
+    ((port >> 6) as u32, 1 << (port & 63))
+}
+
 /// Key of the targets map: one address with its own port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

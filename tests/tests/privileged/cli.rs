@@ -226,7 +226,9 @@ pub fn with_only_the_daemonset_capabilities(_rt: &Runtime, file: FileHook, conne
         security.drops_all && !security.privileged && !security.escalation,
         "the DaemonSet drops ALL, is not privileged and allows no escalation: {security:?}"
     );
-    if matches!(file, FileHook::Kprobe | FileHook::Tracepoint) && perf_needs_sys_admin() {
+    // The tracepoint mode attaches to the raw `sys_exit` tracepoint (no perf_event_open) on every
+    // kernel of the matrix; only kprobes still need perf_event_open.
+    if matches!(file, FileHook::Kprobe) && perf_needs_sys_admin() {
         refused_without_sys_admin(security.add, file);
         return;
     }
@@ -239,7 +241,8 @@ pub fn with_only_the_daemonset_capabilities(_rt: &Runtime, file: FileHook, conne
 
 /// `kernel.perf_event_paranoid` above 2: Debian's and Ubuntu's kernels then refuse
 /// `perf_event_open` to anyone without `CAP_SYS_ADMIN` — `CAP_PERFMON` is not enough. The
-/// kprobe and tracepoint modes and the missing-token detector attach through it.
+/// kprobe mode and the missing-token detector attach through it (the tracepoint mode only on
+/// kernels without BTF-typed raw tracepoints, older than the matrix).
 fn perf_needs_sys_admin() -> bool {
     perf_event_paranoid() > 2
 }
@@ -303,6 +306,9 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: 
     a.ok(&Action::Connect(api_addr));
     let (status, log) = agent.terminate();
     assert_eq!(held, keep, "the agent ran with exactly {:?}, not {:?}", keep.names(), held.names());
+    if matches!(file, FileHook::Tracepoint) {
+        assert!(log.contains("file_open_via=raw-sys-exit"), "the tracepoint mode attached without perf_event_open:\n{log}");
+    }
     assert!(status.success(), "probe-agent with {:?} exited with {status}:\n{log}", keep.names());
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
     assert_eq!(ev.agent.container_key, key, "{}", dump(&ev));

@@ -24,6 +24,7 @@ pub const CASES: &[(&str, super::Case)] = &[
     ("cgroupfs_driver_and_nested_cgroups", cgroupfs_driver_and_nested_cgroups),
     ("full_counter_map_is_reported", full_counter_map_is_reported),
     ("io_uring_openat", io_uring_openat),
+    ("small_and_large_descriptor_tables", small_and_large_descriptor_tables),
     ("exec_sessions_are_not_the_application", exec_sessions_are_not_the_application),
     ("mount_namespace_keys_on_a_cgroup_v1_node", mount_namespace_keys_on_a_cgroup_v1_node),
     ("missing_token_opens_are_counted", missing_token_opens_are_counted),
@@ -296,6 +297,26 @@ fn io_uring_openat(rt: &Runtime, file: FileHook, connect: ConnectHook) {
     assert_eq!(reads.namespace, 1, "positive control: {}", dump(&ev));
     let expected = u64::from(file != FileHook::Tracepoint);
     assert_eq!(reads.token, expected, "io_uring open in {file:?} mode: {}", dump(&ev));
+}
+
+/// The tracepoint mode finds the opened file by descriptor in two ways — typed loads from the
+/// table embedded in `files_struct` (descriptors below 64 of a table that never grew) and probe
+/// reads from a grown table — and both must count; so must every other mode.
+fn small_and_large_descriptor_tables(rt: &Runtime, file: FileHook, connect: ConnectHook) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-fdt64", true);
+    let c = node.container(&pod, false);
+    let agent = start(rt, &node, file, connect);
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    a.ok(&Action::OpenFromSmallTable(PathBuf::from(SA_DIR).join("token")));
+    assert_eq!(entry(&agent.snapshot(), &c).reads.token, 1, "the open from a small table");
+    a.ok(&Action::OpenFromLargeTable(PathBuf::from(SA_DIR).join("token")));
+    a.ok(&Action::OpenFromSmallTable(PathBuf::from(SA_DIR).join("ca.crt")));
+    a.ok(&Action::OpenFromLargeTable(PathBuf::from(SA_DIR).join("namespace")));
+    a.ok(&Action::OpenFromSmallTable("/etc/hostname".into()));
+    let ev = agent.snapshot();
+    assert_eq!(entry(&ev, &c).reads, Reads { token: 2, ca_crt: 1, namespace: 1, ..Reads::default() }, "{}", dump(&ev));
 }
 
 /// `kubectl exec`: a process joins a running container's cgroup and mount namespace from
