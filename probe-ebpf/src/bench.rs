@@ -6,6 +6,7 @@
 //!   user space, which matches it there.
 #![no_std]
 #![no_main]
+#![expect(clippy::needless_pass_by_value, reason = "program signatures are fixed by aya's macros")]
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_str_bytes},
@@ -82,7 +83,8 @@ pub fn bench_stream(ctx: TracePointContext) -> u32 {
         let event = entry.as_mut_ptr();
         (*event).tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let len = bpf_probe_read_user_str_bytes(filename, &mut (*event).path).map_or(0, <[u8]>::len);
-        (*event).len = len as u32;
+        // At most the path buffer's size, which fits a u32.
+        (*event).len = u32::try_from(len).unwrap_or(u32::MAX);
         entry.submit(0);
     }
     0

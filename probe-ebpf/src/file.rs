@@ -161,7 +161,10 @@ unsafe fn on_sys_exit(ctx: &BtfTracePointContext) {
     }
     let regs: *const u8 = ctx.arg(0);
     let nr: u64 = load(regs, config!(offsets.regs_orig_ax));
-    if !matches!(nr, syscalls::OPENAT | syscalls::OPEN | syscalls::OPENAT2 | syscalls::CREAT | syscalls::OPEN_BY_HANDLE_AT) {
+    if !matches!(
+        nr,
+        syscalls::OPENAT | syscalls::OPEN | syscalls::OPENAT2 | syscalls::CREAT | syscalls::OPEN_BY_HANDLE_AT
+    ) {
         return;
     }
     let fd = ret as u32;

@@ -331,7 +331,7 @@ fn open_from_small_table(path: &Path) -> Result<(), nix::errno::Errno> {
                     if fd >= 0 {
                         libc::close(fd);
                     }
-                    libc::_exit(i32::from(fd < 0 || fd >= 64));
+                    libc::_exit(i32::from(!(0..64).contains(&fd)));
                 }
                 Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => code,

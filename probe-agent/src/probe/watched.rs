@@ -48,15 +48,14 @@ impl Volumes {
         if existed {
             return Ok(());
         }
-        let marked = match bit(dev) {
-            Some((word, mask)) => set_bit(&mut self.bits, word, mask, true),
-            None => {
-                let others = self.bits.get(&OTHER_DEVICES, 0)?;
-                self.bits.set(OTHER_DEVICES, others + 1, 0)
-            }
+        let marked = if let Some((word, mask)) = bit(dev) {
+            set_bit(&mut self.bits, word, mask, true)
+        } else {
+            self.bits.get(&OTHER_DEVICES, 0).and_then(|others| self.bits.set(OTHER_DEVICES, others + 1, 0))
         };
         if let Err(e) = marked {
-            let _ = self.map.remove(&dev);
+            // Undo the insert; the bit's error is the one worth reporting.
+            self.map.remove(&dev).ok();
             return Err(e);
         }
         Ok(())
@@ -70,12 +69,11 @@ impl Volumes {
         if self.map.get(&dev, 0).is_err() {
             return Err(MapError::KeyNotFound);
         }
-        match bit(dev) {
-            Some((word, mask)) => set_bit(&mut self.bits, word, mask, false)?,
-            None => {
-                let others = self.bits.get(&OTHER_DEVICES, 0)?;
-                self.bits.set(OTHER_DEVICES, others.saturating_sub(1), 0)?;
-            }
+        if let Some((word, mask)) = bit(dev) {
+            set_bit(&mut self.bits, word, mask, false)?;
+        } else {
+            let others = self.bits.get(&OTHER_DEVICES, 0)?;
+            self.bits.set(OTHER_DEVICES, others.saturating_sub(1), 0)?;
         }
         self.map.remove(&dev)
     }
@@ -104,7 +102,8 @@ impl Targets {
         }
         let (word, mask) = port_bit(key.port);
         if let Err(e) = set_bit(&mut self.bits, word, mask, true) {
-            let _ = self.map.remove(&key);
+            // Undo the insert; the bit's error is the one worth reporting.
+            self.map.remove(&key).ok();
             return Err(e);
         }
         *self.ports.entry(key.port).or_default() += 1;

@@ -8,6 +8,7 @@ pub const AF_INET6: u16 = 10;
 pub const PORT_WORDS: u32 = 1 << 10;
 
 /// The bitmap word and bit of a port (host byte order).
+#[expect(clippy::inline_always, reason = "called from kernel programs, which must not make calls for this")]
 #[inline(always)]
 #[must_use]
 pub const fn port_bit(port: u16) -> (u32, u64) {

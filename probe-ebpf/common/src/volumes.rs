@@ -23,6 +23,7 @@ pub const OTHER_DEVICES: u32 = BITMAP_WORDS;
 
 /// The bitmap word and bit of a kernel `s_dev`; `None` for a device that is not anonymous
 /// (major not 0), which only [`OTHER_DEVICES`] can admit.
+#[expect(clippy::inline_always, reason = "called from kernel programs, which must not make calls for this")]
 #[inline(always)]
 #[must_use]
 pub const fn bit(dev: u32) -> Option<(u32, u64)> {

@@ -307,7 +307,10 @@ fn counts_with_only(mut node: FakeNode, key: KeyKind, keep: caps::CapSet, file: 
     let (status, log) = agent.terminate();
     assert_eq!(held, keep, "the agent ran with exactly {:?}, not {:?}", keep.names(), held.names());
     if matches!(file, FileHook::Tracepoint) {
-        assert!(log.contains("file_open_via=raw-sys-exit"), "the tracepoint mode attached without perf_event_open:\n{log}");
+        assert!(
+            log.contains("file_open_via=raw-sys-exit"),
+            "the tracepoint mode attached without perf_event_open:\n{log}"
+        );
     }
     assert!(status.success(), "probe-agent with {:?} exited with {status}:\n{log}", keep.names());
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");

@@ -170,14 +170,24 @@ impl Ctx {
         let live = |agent, ebpf, stream| Ok(Live { agent, _ebpf: ebpf, stream });
         match arm {
             Arm::Detached => live(None, None, None),
-            Arm::TokenprobeRaw => live(Some(self.agent(FileHook::Tracepoint, ConnectHook::Cgroup, TracepointVariant::RawSysExit)?), None, None),
-            Arm::TokenprobePerSyscall => {
-                live(Some(self.agent(FileHook::Tracepoint, ConnectHook::Cgroup, TracepointVariant::PerSyscall)?), None, None)
+            Arm::TokenprobeRaw => live(
+                Some(self.agent(FileHook::Tracepoint, ConnectHook::Cgroup, TracepointVariant::RawSysExit)?),
+                None,
+                None,
+            ),
+            Arm::TokenprobePerSyscall => live(
+                Some(self.agent(FileHook::Tracepoint, ConnectHook::Cgroup, TracepointVariant::PerSyscall)?),
+                None,
+                None,
+            ),
+            Arm::TokenprobeLsm => {
+                live(Some(self.agent(FileHook::Lsm, ConnectHook::Lsm, TracepointVariant::RawSysExit)?), None, None)
             }
-            Arm::TokenprobeLsm => live(Some(self.agent(FileHook::Lsm, ConnectHook::Lsm, TracepointVariant::RawSysExit)?), None, None),
-            Arm::TokenprobeFentry => {
-                live(Some(self.agent(FileHook::Fentry, ConnectHook::Fentry, TracepointVariant::RawSysExit)?), None, None)
-            }
+            Arm::TokenprobeFentry => live(
+                Some(self.agent(FileHook::Fentry, ConnectHook::Fentry, TracepointVariant::RawSysExit)?),
+                None,
+                None,
+            ),
             Arm::FloorRaw => {
                 let mut ebpf = self.bench_object()?;
                 btf_tp(&mut ebpf, &self.btf, "bench_sys_exit", "sys_exit")?;
@@ -192,7 +202,8 @@ impl Ctx {
             }
             Arm::Stream => {
                 let mut ebpf = self.bench_object()?;
-                let ring = ebpf.take_map(probe_common::maps::BENCH_PATHS).ok_or("no ring buffer in the bench object")?;
+                let ring =
+                    ebpf.take_map(probe_common::maps::BENCH_PATHS).ok_or("no ring buffer in the bench object")?;
                 let ring = RingBuf::try_from(ring).map_err(describe)?;
                 tracepoints(&mut ebpf, "bench_stream", &["sys_enter_openat".to_owned()])?;
                 live(None, Some(ebpf), Some(Consumer::start(ring)))

@@ -26,7 +26,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix(field).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+            s.lines()
+                .find_map(|l| l.strip_prefix(field).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
         })
         .unwrap_or(0)
 }
@@ -86,7 +87,7 @@ pub fn measure(_node: &mut FakeNode, sizes: &[usize]) -> Result<Vec<Row>, String
             }
         });
         let ready = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
+            match rx.recv_timeout(Duration::from_mins(1)) {
                 Ok(line) if line.contains("watching;") => break Some(start.elapsed()),
                 Ok(_) => {}
                 Err(_) => break None,
@@ -116,8 +117,11 @@ pub fn measure(_node: &mut FakeNode, sizes: &[usize]) -> Result<Vec<Row>, String
             cpu_percent,
             window: elapsed,
         };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).map_err(|e| e.to_string())?), nix::sys::signal::Signal::SIGTERM)
-            .map_err(|e| e.to_string())?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).map_err(|e| e.to_string())?),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .map_err(|e| e.to_string())?;
         drop(child.wait());
         let log: Vec<String> = rx.try_iter().collect();
         drop(reader.join());

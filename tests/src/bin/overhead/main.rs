@@ -57,9 +57,9 @@ fn main() -> ExitCode {
     if let Some(code) = probe_tests::actor::run_if_actor() {
         return code;
     }
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(ops::WORKER_ARG) {
-        ops::worker_main(&argv[2..]);
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(ops::WORKER_ARG) {
+        ops::worker_main(&raw[2..]);
         return ExitCode::SUCCESS;
     }
     let mut args = Args::parse();
@@ -89,11 +89,13 @@ fn run(args: &Args) -> Result<(), String> {
     let volume = node.volume(&pod, "kube-api-access-b3nch", true);
     let ordinary = std::path::Path::new("/etc/hostname");
     let token = volume.dir.join("token");
-    let mut workers = Workers {
-        lean: Worker::spawn(ordinary, &token, 0),
-        busy: Worker::spawn(ordinary, &token, Op::BUSY_FDS),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    let mut workers =
+        Workers { lean: Worker::spawn(ordinary, &token, 0), busy: Worker::spawn(ordinary, &token, Op::BUSY_FDS) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut config = node.watch_config();
     config.api_endpoints = vec!["127.0.0.1:6443".parse().map_err(|_| "address")?];
     let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
@@ -166,7 +168,13 @@ impl Workers {
     }
 }
 
-fn program_times(ctx: &Ctx, arms: &[Arm], workers: &mut Workers, args: &Args, out: &mut report::Report) -> Result<(), String> {
+fn program_times(
+    ctx: &Ctx,
+    arms: &[Arm],
+    workers: &mut Workers,
+    args: &Args,
+    out: &mut report::Report,
+) -> Result<(), String> {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| format!("bpf_stats: {e}"))?;
     let n = args.ops * 5;
     let rounds = if args.smoke { 1 } else { 3 };
@@ -177,7 +185,9 @@ fn program_times(ctx: &Ctx, arms: &[Arm], workers: &mut Workers, args: &Args, ou
                 continue;
             }
             let live: Live = ctx.attach(arm)?;
-            for (op, names) in [(Op::OpenOrdinary, file), (Op::OpenOrdinaryBusy, file), (Op::Getppid, file), (Op::UdpConnect, connect)] {
+            for (op, names) in
+                [(Op::OpenOrdinary, file), (Op::OpenOrdinaryBusy, file), (Op::Getppid, file), (Op::UdpConnect, connect)]
+            {
                 if names.is_empty() {
                     continue;
                 }
@@ -195,7 +205,13 @@ fn program_times(ctx: &Ctx, arms: &[Arm], workers: &mut Workers, args: &Args, ou
 
 /// 100k token opens a second from four processes in two containers, counted by tokenprobe (each
 /// one, exactly) and streamed by the path-streaming design (what reaches user space).
-fn throughput(ctx: &Ctx, node: &mut FakeNode, arms: &[Arm], args: &Args, out: &mut report::Report) -> Result<(), String> {
+fn throughput(
+    ctx: &Ctx,
+    node: &mut FakeNode,
+    arms: &[Arm],
+    args: &Args,
+    out: &mut report::Report,
+) -> Result<(), String> {
     use probe_tests::actor::Action;
     const RATE: u32 = 100_000;
     const PROCESSES: u32 = 4;
@@ -207,7 +223,8 @@ fn throughput(ctx: &Ctx, node: &mut FakeNode, arms: &[Arm], args: &Args, out: &m
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     for &arm in arms.iter().filter(|a| a.floor().is_some() || **a == Arm::Stream) {
         let live = ctx.attach(arm)?;
-        let mut actors: Vec<_> = (0..PROCESSES).map(|i| node.spawn(&containers[(i % 2) as usize], &[(&vol, sa)])).collect();
+        let mut actors: Vec<_> =
+            (0..PROCESSES).map(|i| node.spawn(&containers[(i % 2) as usize], &[(&vol, sa)])).collect();
         let start = Instant::now();
         std::thread::scope(|s| {
             for a in &mut actors {

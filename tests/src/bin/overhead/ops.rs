@@ -29,7 +29,8 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Self; 5] = [Self::OpenOrdinary, Self::OpenOrdinaryBusy, Self::OpenToken, Self::Getppid, Self::UdpConnect];
+    pub const ALL: [Self; 5] =
+        [Self::OpenOrdinary, Self::OpenOrdinaryBusy, Self::OpenToken, Self::Getppid, Self::UdpConnect];
     /// Descriptors the busy worker holds.
     pub const BUSY_FDS: u32 = 200;
 
@@ -93,7 +94,6 @@ impl Targets {
         }
         start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
     }
-
 }
 
 /// A worker process timing operations on request.
@@ -170,7 +170,8 @@ pub fn worker_main(args: &[String]) {
             }
         }
     }
-    let held: Vec<std::fs::File> = (0..extra).map(|_| std::fs::File::open("/dev/null").expect("open /dev/null")).collect();
+    let held: Vec<std::fs::File> =
+        (0..extra).map(|_| std::fs::File::open("/dev/null").expect("open /dev/null")).collect();
     let fd_size = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("FDSize:").map(|v| v.trim().to_owned())))
@@ -180,7 +181,8 @@ pub fn worker_main(args: &[String]) {
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         let mut parts = line.split_whitespace();
-        let (Some(op), Some(n)) = (parts.next().and_then(Op::from_key), parts.next().and_then(|n| n.parse().ok())) else {
+        let (Some(op), Some(n)) = (parts.next().and_then(Op::from_key), parts.next().and_then(|n| n.parse().ok()))
+        else {
             eprintln!("worker: bad request {line:?}");
             std::process::exit(2);
         };

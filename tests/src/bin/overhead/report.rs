@@ -54,7 +54,7 @@ impl Summary {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         let mid = v.len() / 2;
-        let median = if v.len() % 2 == 0 { f64::midpoint(v[mid - 1], v[mid]) } else { v[mid] };
+        let median = if v.len().is_multiple_of(2) { f64::midpoint(v[mid - 1], v[mid]) } else { v[mid] };
         Some(Self { median, min: v[0], max: v[v.len() - 1] })
     }
 
@@ -97,7 +97,10 @@ impl Report {
     }
 
     fn values(&self, arm: Arm, op: Op) -> Vec<f64> {
-        self.samples.get(&(arm_index(arm), op_index(op))).map(|v| v.iter().copied().filter(|x| x.is_finite()).collect()).unwrap_or_default()
+        self.samples
+            .get(&(arm_index(arm), op_index(op)))
+            .map(|v| v.iter().copied().filter(|x| x.is_finite()).collect())
+            .unwrap_or_default()
     }
 
     fn summary(&self, arm: Arm, op: Op) -> Option<Summary> {
@@ -106,9 +109,11 @@ impl Report {
 
     /// `a − b` within each round, summarised.
     fn paired(&self, a: Arm, b: Arm, op: Op) -> Option<Summary> {
-        let (x, y) = (self.samples.get(&(arm_index(a), op_index(op)))?, self.samples.get(&(arm_index(b), op_index(op)))?);
-        let d: Vec<f64> = x.iter().zip(y).map(|(p, q)| p - q).filter(|d| d.is_finite()).collect();
-        Summary::of(&d)
+        let first = self.samples.get(&(arm_index(a), op_index(op)))?;
+        let second = self.samples.get(&(arm_index(b), op_index(op)))?;
+        let diffs: Vec<f64> =
+            first.iter().zip(second).map(|(one, other)| one - other).filter(|d| d.is_finite()).collect();
+        Summary::of(&diffs)
     }
 
     /// Median program ns and runs per operation.
@@ -123,6 +128,7 @@ impl Report {
         Some(self.summary(a, op)?.median / self.summary(b, op)?.median)
     }
 
+    #[expect(clippy::too_many_lines, reason = "one table after another, in the order a reader reads them")]
     pub fn print(&self, arms: &[Arm]) {
         println!(
             "tokenprobe overhead: {} alternating rounds of {} operations per batch; nanoseconds per operation, median (min–max over rounds)\n",
@@ -139,34 +145,57 @@ impl Report {
         for op in Op::ALL {
             print!("{:<32}", op.name());
             for &arm in arms {
-                let cell = self.summary(arm, op).map_or_else(|| "-".to_owned(), |s| {
-                    let ratio = self.ratio(arm, Arm::Detached, op).filter(|_| arm != Arm::Detached);
-                    ratio.map_or_else(|| s.text(), |r| format!("{} {r:.2}×", s.text()))
-                });
+                let cell = self.summary(arm, op).map_or_else(
+                    || "-".to_owned(),
+                    |s| {
+                        let ratio = self.ratio(arm, Arm::Detached, op).filter(|_| arm != Arm::Detached);
+                        ratio.map_or_else(|| s.text(), |r| format!("{} {r:.2}×", s.text()))
+                    },
+                );
                 print!(" | {cell:>26}");
             }
             println!();
         }
 
-        println!("\nover the floor (each mode minus an empty program on the same hooks, paired within each round; ns, median (min–max)):");
+        println!(
+            "\nover the floor (each mode minus an empty program on the same hooks, paired within each round; ns, median (min–max)):"
+        );
         for &arm in arms {
             let Some(floor) = arm.floor().filter(|f| arms.contains(f)) else { continue };
             for op in Op::ALL {
                 if let Some(d) = self.paired(arm, floor, op) {
-                    let floor_cost = self.paired(floor, Arm::Detached, op).map_or_else(String::new, |f| format!("; floor over detached {}", f.text()));
-                    println!("  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}){floor_cost}", arm.name(), op.name(), d.median, d.min, d.max);
+                    let floor_cost = self
+                        .paired(floor, Arm::Detached, op)
+                        .map_or_else(String::new, |f| format!("; floor over detached {}", f.text()));
+                    println!(
+                        "  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}){floor_cost}",
+                        arm.name(),
+                        op.name(),
+                        d.median,
+                        d.min,
+                        d.max
+                    );
                 }
             }
         }
         if arms.contains(&Arm::Stream) {
             for op in [Op::OpenOrdinary, Op::OpenToken] {
                 if let Some(d) = self.paired(Arm::Stream, Arm::Detached, op) {
-                    println!("  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}) over detached", Arm::Stream.name(), op.name(), d.median, d.min, d.max);
+                    println!(
+                        "  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}) over detached",
+                        Arm::Stream.name(),
+                        op.name(),
+                        d.median,
+                        d.min,
+                        d.max
+                    );
                 }
             }
         }
 
-        println!("\nprogram run time (bpf_stats), ns per operation (and program runs per operation), median over stats rounds:");
+        println!(
+            "\nprogram run time (bpf_stats), ns per operation (and program runs per operation), median over stats rounds:"
+        );
         for &arm in arms {
             for op in [Op::OpenOrdinary, Op::OpenOrdinaryBusy, Op::Getppid, Op::UdpConnect] {
                 let Some((ns, runs)) = self.program(arm, op) else { continue };
@@ -183,7 +212,10 @@ impl Report {
             println!(
                 "\nagent start to programs attached and self-tested (in process): first {:.0} ms (parses the kernel's BTF), then {}",
                 cold.as_secs_f64() * 1e3,
-                warm.map_or_else(|| "-".to_owned(), |w| format!("{:.0} ms median ({:.0}–{:.0})", w.median * 1e3, w.min * 1e3, w.max * 1e3))
+                warm.map_or_else(
+                    || "-".to_owned(),
+                    |w| format!("{:.0} ms median ({:.0}–{:.0})", w.median * 1e3, w.min * 1e3, w.max * 1e3)
+                )
             );
         }
 
@@ -214,7 +246,8 @@ impl Report {
                 let Some(s) = self.summary(arm, op) else { continue };
                 let mut o = json!({ "ns": s.json(), "rounds": self.values(arm, op).iter().map(|x| round1(*x)).collect::<Vec<_>>() });
                 if arm != Arm::Detached {
-                    o["ratio_to_detached"] = json!(self.ratio(arm, Arm::Detached, op).map(|r| (r * 1000.0).round() / 1000.0));
+                    o["ratio_to_detached"] =
+                        json!(self.ratio(arm, Arm::Detached, op).map(|r| (r * 1000.0).round() / 1000.0));
                 }
                 if let Some(floor) = arm.floor().filter(|f| arms.contains(f)) {
                     o["over_floor_ns"] = json!(self.paired(arm, floor, op).map(Summary::json));
@@ -255,7 +288,10 @@ pub fn machine() -> Value {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
         .unwrap_or_default();
-    json!({ "kernel": release, "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0), "cpu": model })
+    json!({ "kernel": release, "cpus": std::thread::available_parallelism().map_or(0, usize::from), "cpu": model })
 }
