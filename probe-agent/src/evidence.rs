@@ -27,6 +27,7 @@ pub struct Evidence {
 /// About the agent that produced the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[expect(clippy::struct_excessive_bools, reason = "independent facts of the wire format, each documented")]
 pub struct AgentInfo {
     pub version: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -71,6 +72,10 @@ pub struct AgentInfo {
     /// container that lives shorter than a scan interval can be missed).
     #[serde(default)]
     pub container_creation: bool,
+    /// Whether container cgroups are reported as they are removed (the agent then follows
+    /// containers by events and rescans the whole node rarely).
+    #[serde(default)]
+    pub container_removal: bool,
     /// Everything the agent lost, cumulative across its restarts, with when.
     #[serde(default)]
     pub losses: Losses,
@@ -216,6 +221,7 @@ impl AgentInfo {
             gaps: Vec::new(),
             publish_interval_seconds: None,
             container_creation: false,
+            container_removal: false,
             losses: Losses::default(),
             unattributed: KeyTotals::default(),
             host: KeyTotals::default(),

@@ -1,11 +1,14 @@
-//! Container cgroups as they are created (see `probe_common::cgroups`).
+//! Container cgroups as they are created and removed (see `probe_common::cgroups`).
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str_bytes},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use probe_common::{cgroups::CgroupEvent, stats};
+use probe_common::{
+    cgroups::{CgroupEvent, kind},
+    stats,
+};
 
 use crate::{
     kernel::{read, read_ptr},
@@ -18,12 +21,22 @@ pub fn tp_cgroup_mkdir(ctx: RawTracePointContext) -> i32 {
     let cgroup: *const u8 = ctx.arg(0);
     let path: *const u8 = ctx.arg(1);
     // SAFETY: probe reads of the tracepoint's kernel pointers.
-    unsafe { on_mkdir(cgroup, path) };
+    unsafe { report(cgroup, path, kind::CREATED) };
+    0
+}
+
+/// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`
+#[raw_tracepoint(tracepoint = "cgroup_rmdir")]
+pub fn tp_cgroup_rmdir(ctx: RawTracePointContext) -> i32 {
+    let cgroup: *const u8 = ctx.arg(0);
+    let path: *const u8 = ctx.arg(1);
+    // SAFETY: as above.
+    unsafe { report(cgroup, path, kind::REMOVED) };
     0
 }
 
 #[inline(always)]
-unsafe fn on_mkdir(cgroup: *const u8, path: *const u8) -> Option<()> {
+unsafe fn report(cgroup: *const u8, path: *const u8, what: u32) -> Option<()> {
     let root = read_ptr(cgroup, config!(offsets.cgroup_root))?;
     let hierarchy: u32 = read(root, config!(offsets.root_hierarchy_id))?;
     if hierarchy != config!(exec_hierarchy) {
@@ -39,6 +52,8 @@ unsafe fn on_mkdir(cgroup: *const u8, path: *const u8) -> Option<()> {
     (*event).id = id;
     (*event).ts_ns = bpf_ktime_get_boot_ns();
     (*event).hierarchy = hierarchy;
+    (*event).kind = what;
+    (*event).reserved = 0;
     let len = if let Ok(bytes) = bpf_probe_read_kernel_str_bytes(path, &mut (*event).path) {
         bytes.len() as u32
     } else {

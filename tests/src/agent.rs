@@ -22,6 +22,8 @@ impl<'rt> TestAgent<'rt> {
     /// # Errors
     /// As [`Agent::start`].
     pub fn start(rt: &'rt Runtime, config: WatchConfig) -> Result<Self, WatchError> {
+        // The suites start hundreds of agents in one process: parse the kernel's BTF once.
+        probe_agent::probe::retain_parsed_btf();
         let agent = rt.block_on(Agent::start(config))?;
         Ok(Self { rt, agent: Some(agent) })
     }
@@ -37,6 +39,15 @@ impl<'rt> TestAgent<'rt> {
     #[must_use]
     pub fn snapshot(&self) -> Evidence {
         self.rt.block_on(self.agent().snapshot()).expect("snapshot")
+    }
+
+    /// The agent's metrics (no rescan, unlike [`TestAgent::snapshot`]).
+    ///
+    /// # Panics
+    /// When the agent stopped.
+    #[must_use]
+    pub fn metrics(&self) -> probe_agent::watch::Metrics {
+        self.rt.block_on(self.agent().handle().metrics()).expect("metrics")
     }
 
     /// Polls until `ready` holds (the agent follows mounts and cgroups on its own), and returns

@@ -42,8 +42,9 @@ fn revision() -> String {
         .map_or_else(|_| "unknown".into(), |r| r.trim().to_owned())
 }
 
-/// Builds the agent as a static musl release binary and returns its path.
-fn static_agent() -> anyhow::Result<PathBuf> {
+/// Builds the agent as a static musl release binary (the one the image ships) and returns its
+/// path.
+pub fn static_agent() -> anyhow::Result<PathBuf> {
     apt::ensure_tools(&[("musl-gcc", "musl-tools")])?;
     let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !targets.lines().any(|t| t.trim() == MUSL) {

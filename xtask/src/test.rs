@@ -241,6 +241,8 @@ pub fn bench() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the overhead benchmark attaches programs: run it as root");
     }
+    // The binary users run: the static release build the image ships.
+    let agent = crate::image::static_agent()?;
     let overhead = binary_path(
         cargo().args([
             "build",
@@ -253,7 +255,21 @@ pub fn bench() -> anyhow::Result<()> {
         ]),
         "tokenprobe-overhead",
     )?;
-    cmd::run(&mut Command::new(overhead))
+    cmd::run(Command::new(overhead).env("TOKENPROBE_AGENT_BIN", &agent))?;
+    let scale = binary_path(
+        cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "probe-tests",
+            "--bin",
+            "tokenprobe-plan-scale",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "tokenprobe-plan-scale",
+    )?;
+    // The synthetic clusters take gigabytes: kept in the cache, written once.
+    cmd::run(Command::new(scale).arg("--agent").arg(&agent).arg("--dir").arg(cache_dir().join("plan-scale")))
 }
 
 pub fn demo(seconds: u64) -> anyhow::Result<()> {

@@ -42,8 +42,10 @@ pub struct AgentArgs {
     /// The cgroup v1 hierarchy to find containers in with `--container-key mntns`.
     #[arg(long)]
     cgroup_v1_root: Option<PathBuf>,
-    /// How often to rescan cgroups for new containers.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    /// How often to rescan the whole node (mount table and cgroup tree). Containers and volumes
+    /// are followed by kernel events and mount-table polling in between; where those are not
+    /// available the node is rescanned every 2 s (or this, if shorter).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
     rescan_interval: Duration,
     /// Entries of the in-kernel counters map (one per container, target and kind of event);
     /// `mapFull` in the evidence says when it was too small.

@@ -84,13 +84,11 @@ impl Source {
         let mut inputs = Inputs::default();
         let mut exports = Vec::new();
         for file in &self.evidence {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            exports.extend(plan::inputs::parse_evidence(&file.display().to_string(), &text)?);
+            exports.extend(plan::inputs::read_evidence_file(file)?);
         }
         inputs.evidence = plan::inputs::merge_evidence(exports);
         for file in &self.objects {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let used = plan::inputs::parse_objects(&file.display().to_string(), &text, &mut inputs)?;
+            let used = plan::inputs::read_objects_file(file, &mut inputs)?;
             if used == 0 {
                 tracing::warn!(file = %file.display(), "no pods, service accounts or workloads in it");
             }

@@ -42,6 +42,17 @@ impl OwnerIndex {
         }
     }
 
+    /// Indexes an object by its controller's kind and name (what the planner's records keep).
+    pub fn insert_controller(&mut self, kind: &str, namespace: &str, name: &str, controller: Option<(&str, &str)>) {
+        let owner = controller.map(|(kind, name)| OwnerReference {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        });
+        self.owners.insert((kind.to_owned(), namespace.to_owned(), name.to_owned()), owner);
+    }
+
     /// Indexes a Job: its owner and its pod template's fingerprint.
     pub fn insert_job(&mut self, job: &Job) {
         let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
@@ -58,11 +69,23 @@ impl OwnerIndex {
     #[must_use]
     pub fn revision(&self, pod: &Pod) -> Option<String> {
         let owner = controller_of(&pod.metadata)?;
-        if owner.kind == "Job" {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            return self.job_templates.get(&(namespace, owner.name.clone())).cloned();
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.revision_of(namespace, (&owner.kind, &owner.name), |kind| revision::label_revision(pod, kind))
+    }
+
+    /// [`OwnerIndex::revision`] of a pod in `namespace` whose controller is `(kind, name)`;
+    /// `label` gives the revision label the pod carries for a controller kind.
+    #[must_use]
+    pub fn revision_of(
+        &self,
+        namespace: &str,
+        (kind, name): (&str, &str),
+        label: impl FnOnce(&str) -> Option<String>,
+    ) -> Option<String> {
+        if kind == "Job" {
+            return self.job_templates.get(&(namespace.to_owned(), name.to_owned())).cloned();
         }
-        revision::label_revision(pod, &owner.kind)
+        label(kind)
     }
 
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Option<OwnerReference>> {
@@ -74,23 +97,36 @@ impl OwnerIndex {
     pub fn missing(&self, pod: &Pod) -> Option<(String, String)> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let owner = controller_of(&pod.metadata)?;
-        (INTERMEDIATE.contains(&owner.kind.as_str()) && self.get(&owner.kind, namespace, &owner.name).is_none())
-            .then(|| (owner.kind.clone(), owner.name.clone()))
+        self.missing_of(namespace, (&owner.kind, &owner.name))
+    }
+
+    /// [`OwnerIndex::missing`] for a pod in `namespace` whose controller is `(kind, name)`.
+    #[must_use]
+    pub fn missing_of(&self, namespace: &str, (kind, name): (&str, &str)) -> Option<(String, String)> {
+        (INTERMEDIATE.contains(&kind) && self.get(kind, namespace, name).is_none())
+            .then(|| (kind.to_owned(), name.to_owned()))
     }
 
     /// The workload a pod belongs to. Unknown intermediates resolve to themselves.
     #[must_use]
     pub fn workload(&self, pod: &Pod) -> Workload {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let Some(owner) = controller_of(&pod.metadata) else {
-            return Workload { kind: "Pod".into(), name: pod.metadata.name.clone().unwrap_or_default() };
+        let owner = controller_of(&pod.metadata).map(|o| (o.kind.as_str(), o.name.as_str()));
+        self.workload_of(namespace, pod.metadata.name.as_deref().unwrap_or_default(), owner)
+    }
+
+    /// [`OwnerIndex::workload`] of the pod `name` in `namespace` with controller `(kind, name)`.
+    #[must_use]
+    pub fn workload_of(&self, namespace: &str, pod_name: &str, controller: Option<(&str, &str)>) -> Workload {
+        let Some((kind, name)) = controller else {
+            return Workload { kind: "Pod".into(), name: pod_name.to_owned() };
         };
-        if INTERMEDIATE.contains(&owner.kind.as_str())
-            && let Some(Some(top)) = self.get(&owner.kind, namespace, &owner.name)
+        if INTERMEDIATE.contains(&kind)
+            && let Some(Some(top)) = self.get(kind, namespace, name)
         {
             return Workload { kind: top.kind.clone(), name: top.name.clone() };
         }
-        Workload { kind: owner.kind.clone(), name: owner.name.clone() }
+        Workload { kind: kind.to_owned(), name: name.to_owned() }
     }
 }
 

@@ -305,6 +305,12 @@ impl Node {
         for (id, c) in &mut self.containers {
             if seen.contains(id) {
                 let look_for_sa = c.sa_mount.is_none() && c.sa_mount_tries > 0;
+                // Processes are only looked at for what is still unknown: the start of the
+                // oldest (once known, later ones are younger), the service-account mount, and
+                // the mount namespaces containers are keyed by.
+                if c.oldest_start.is_some() && !look_for_sa && self.key_kind == KeyKind::Cgroup {
+                    continue;
+                }
                 let inspection = inspect(&c.cgroup_path, look_for_sa);
                 if c.oldest_start.is_none() {
                     c.oldest_start = inspection.oldest_start;

@@ -12,6 +12,10 @@ use k8s_openapi::api::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::{
+    records::{DeploymentRecord, PodRecord, ReplicaSetRecord, lean},
+    stream,
+};
 use crate::{
     evidence::{ContainerEvidence, Evidence},
     k8s::workloads::CronJobLite,
@@ -34,6 +38,11 @@ pub struct Inputs {
     pub controller_revisions: Vec<ControllerRevision>,
     /// The agents' liveness Leases (those labelled as the agent's; others are ignored).
     pub leases: Vec<Lease>,
+    /// Pods, `ReplicaSet`s and Deployments reduced to what the planner needs as they were read
+    /// (files, live pages); the planner reads them together with the typed ones above.
+    pub pod_records: Vec<PodRecord>,
+    pub replica_set_records: Vec<ReplicaSetRecord>,
+    pub deployment_records: Vec<DeploymentRecord>,
 }
 
 impl Inputs {
@@ -106,24 +115,143 @@ fn typed<T: DeserializeOwned>(file: &str, kind: &str, value: Value) -> Result<T,
 /// # Errors
 /// A clear message for anything that is not evidence; nothing is guessed.
 pub fn parse_evidence(file: &str, text: &str) -> Result<Vec<Evidence>, InputError> {
+    if is_json(text.as_bytes()) {
+        return read_evidence(file, text.as_bytes());
+    }
     let mut out = Vec::new();
-    for v in flatten(documents(file, text)?) {
-        match v.get("kind").and_then(Value::as_str) {
-            Some("NodeTokenEvidence") => {
-                let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
-                let status = v.get("status").cloned().ok_or_else(|| {
-                    bad(file, format!("NodeTokenEvidence {name} has no status (nothing published yet)"))
-                })?;
-                out.push(typed(file, "NodeTokenEvidence status", status)?);
+    for_each_yaml_object(file, text, |kind, _, bytes| evidence_object(file, kind, bytes, &mut out))?;
+    Ok(out)
+}
+
+/// [`parse_evidence`] of a JSON document read object by object (never held whole).
+///
+/// # Errors
+/// As [`parse_evidence`], and read errors.
+pub fn read_evidence(file: &str, reader: impl std::io::Read) -> Result<Vec<Evidence>, InputError> {
+    let mut out = Vec::new();
+    stream::for_each_object(reader, |o| {
+        evidence_object(file, o.kind, o.bytes, &mut out).map_err(|InputError::Bad { message, .. }| message)
+    })
+    .map_err(|e| bad(file, e.to_string()))?;
+    Ok(out)
+}
+
+fn evidence_object(file: &str, kind: Option<&str>, bytes: &[u8], out: &mut Vec<Evidence>) -> Result<(), InputError> {
+    #[derive(serde::Deserialize)]
+    struct Published {
+        #[serde(default)]
+        metadata: Named,
+        status: Option<Evidence>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Named {
+        name: Option<String>,
+    }
+    match kind {
+        Some("NodeTokenEvidence") => {
+            let o: Published = from_bytes(file, "NodeTokenEvidence", bytes)?;
+            let name = o.metadata.name.unwrap_or_else(|| "?".into());
+            let status = o
+                .status
+                .ok_or_else(|| bad(file, format!("NodeTokenEvidence {name} has no status (nothing published yet)")))?;
+            out.push(status);
+        }
+        Some(k) if k.ends_with("List") => {
+            stream::for_each_object(bytes, |o| {
+                if o.bytes.len() == bytes.len() {
+                    // A List without items comes back as itself.
+                    return Ok(());
+                }
+                evidence_object(file, o.kind, o.bytes, out).map_err(|InputError::Bad { message, .. }| message)
+            })
+            .map_err(|e| bad(file, e.to_string()))?;
+        }
+        Some(other) => return Err(bad(file, format!("expected evidence, found a {other}"))),
+        None => {
+            #[derive(serde::Deserialize)]
+            struct Shape {
+                node: Option<serde::de::IgnoredAny>,
+                containers: Option<serde::de::IgnoredAny>,
             }
-            Some(other) => return Err(bad(file, format!("expected evidence, found a {other}"))),
-            None if v.get("containers").is_some() && v.get("node").is_some() => out.push(typed(file, "evidence", v)?),
-            None => {
+            let shape: Shape = from_bytes(file, "evidence", bytes)?;
+            if shape.node.is_none() || shape.containers.is_none() {
                 return Err(bad(file, "expected evidence (a `node` and `containers`) or NodeTokenEvidence objects"));
             }
+            out.push(from_bytes(file, "evidence", bytes)?);
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A file's first bytes, to tell JSON (read object by object) from YAML (read whole), and a
+/// reader of the whole file.
+fn open(path: &std::path::Path) -> std::io::Result<(bool, impl std::io::Read)> {
+    use std::io::Read as _;
+    // Unbuffered: the JSON reader reads in large chunks of its own.
+    let mut file = std::fs::File::open(path)?;
+    let mut head = Vec::new();
+    loop {
+        let mut byte = [0u8; 1];
+        if file.read(&mut byte)? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+        if !byte[0].is_ascii_whitespace() {
+            break;
+        }
+    }
+    Ok((is_json(&head), std::io::Cursor::new(head).chain(file)))
+}
+
+/// Reads an evidence file: JSON object by object, YAML whole (see [`parse_evidence`]).
+///
+/// # Errors
+/// As [`parse_evidence`], and read errors.
+pub fn read_evidence_file(path: &std::path::Path) -> Result<Vec<Evidence>, InputError> {
+    let name = path.display().to_string();
+    let (json, mut reader) = open(path).map_err(|e| bad(&name, format!("cannot read it: {e}")))?;
+    if json {
+        return read_evidence(&name, reader);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut text).map_err(|e| bad(&name, format!("cannot read it: {e}")))?;
+    parse_evidence(&name, &text)
+}
+
+/// Reads a file of cluster objects: JSON object by object, YAML whole (see [`parse_objects`]).
+///
+/// # Errors
+/// As [`parse_objects`], and read errors.
+pub fn read_objects_file(path: &std::path::Path, inputs: &mut Inputs) -> Result<usize, InputError> {
+    let name = path.display().to_string();
+    let (json, mut reader) = open(path).map_err(|e| bad(&name, format!("cannot read it: {e}")))?;
+    if json {
+        return read_objects(&name, reader, inputs);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut text).map_err(|e| bad(&name, format!("cannot read it: {e}")))?;
+    parse_objects(&name, &text, inputs)
+}
+
+fn from_bytes<T: DeserializeOwned>(file: &str, kind: &str, bytes: &[u8]) -> Result<T, InputError> {
+    serde_json::from_slice(bytes).map_err(|e| bad(file, format!("malformed {kind}: {e}")))
+}
+
+fn is_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| matches!(b, b'{' | b'['))
+}
+
+/// Each object of YAML documents (Lists flattened), as JSON bytes.
+fn for_each_yaml_object(
+    file: &str,
+    text: &str,
+    mut each: impl FnMut(Option<&str>, Option<&str>, &[u8]) -> Result<(), InputError>,
+) -> Result<(), InputError> {
+    for v in flatten(documents(file, text)?) {
+        let bytes = serde_json::to_vec(&v).map_err(|e| bad(file, e.to_string()))?;
+        each(v.get("kind").and_then(Value::as_str), v.get("apiVersion").and_then(Value::as_str), &bytes)?;
+    }
+    Ok(())
 }
 
 /// Adds the objects of a `kubectl get … -o json|yaml` file to `inputs`. Kinds the planner does
@@ -132,37 +260,143 @@ pub fn parse_evidence(file: &str, text: &str) -> Result<Vec<Evidence>, InputErro
 /// # Errors
 /// Malformed files or objects.
 pub fn parse_objects(file: &str, text: &str, inputs: &mut Inputs) -> Result<usize, InputError> {
-    let mut used = 0;
-    for v in flatten(documents(file, text)?) {
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
-        match kind.as_str() {
-            "Pod" => inputs.pods.push(typed(file, &kind, v)?),
-            "ServiceAccount" => inputs.service_accounts.push(typed(file, &kind, v)?),
-            "ReplicaSet" => inputs.replica_sets.push(typed(file, &kind, v)?),
-            "Job" => inputs.jobs.push(typed(file, &kind, v)?),
-            "Deployment" => inputs.deployments.push(typed(file, &kind, v)?),
-            "StatefulSet" => inputs.stateful_sets.push(typed(file, &kind, v)?),
-            "DaemonSet" => inputs.daemon_sets.push(typed(file, &kind, v)?),
-            "ControllerRevision" => inputs.controller_revisions.push(typed(file, &kind, v)?),
-            "Lease" if api_version.starts_with("coordination.k8s.io/") => {
-                let lease: Lease = typed(file, &kind, v)?;
-                if crate::k8s::liveness::read(&lease).is_none() {
-                    continue;
-                }
-                inputs.leases.push(lease);
-            }
-            "CronJob" if api_version.starts_with("batch/") => {
-                let metadata = typed(file, "CronJob metadata", v.get("metadata").cloned().unwrap_or_default())?;
-                inputs
-                    .cron_jobs
-                    .push(crate::k8s::workloads::cronjob_from_json(metadata, v.get("spec").unwrap_or(&Value::Null)));
-            }
-            _ => continue,
-        }
-        used += 1;
+    if is_json(text.as_bytes()) {
+        return read_objects(file, text.as_bytes(), inputs);
     }
+    let mut used = 0;
+    for_each_yaml_object(file, text, |kind, api_version, bytes| {
+        used += object(file, kind, api_version, bytes, inputs)?;
+        Ok(())
+    })?;
     Ok(used)
+}
+
+/// [`parse_objects`] of a JSON document read object by object, parsed on every core: pods,
+/// `ReplicaSet`s and Deployments are kept as compact records, so memory grows with the records,
+/// not the file.
+///
+/// # Errors
+/// As [`parse_objects`], and read errors.
+pub fn read_objects(file: &str, reader: impl std::io::Read, inputs: &mut Inputs) -> Result<usize, InputError> {
+    let mut used = 0;
+    stream::par_map_objects(
+        reader,
+        |o| parse_object(file, o.kind, o.api_version, o.bytes).map_err(|InputError::Bad { message, .. }| message),
+        |parsed| {
+            used += parsed.apply(inputs);
+            Ok(())
+        },
+    )
+    .map_err(|e| bad(file, e.to_string()))?;
+    Ok(used)
+}
+
+/// One object into `inputs`; how many objects were used.
+fn object(
+    file: &str,
+    kind: Option<&str>,
+    api_version: Option<&str>,
+    bytes: &[u8],
+    inputs: &mut Inputs,
+) -> Result<usize, InputError> {
+    Ok(parse_object(file, kind, api_version, bytes)?.apply(inputs))
+}
+
+/// An object parsed into what the planner keeps of it.
+enum Parsed {
+    Pod(PodRecord),
+    ReplicaSet(ReplicaSetRecord),
+    Deployment(DeploymentRecord),
+    ServiceAccount(Box<ServiceAccount>),
+    Job(Box<Job>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    ControllerRevision(Box<ControllerRevision>),
+    Lease(Box<Lease>),
+    CronJob(Box<CronJobLite>),
+    List(Vec<Self>),
+    /// A kind the planner does not use, or an object it does not keep.
+    Unused,
+    /// An object of a kind it uses, with nothing to keep.
+    Read,
+}
+
+impl Parsed {
+    fn apply(self, inputs: &mut Inputs) -> usize {
+        match self {
+            Self::Pod(r) => inputs.pod_records.push(r),
+            Self::ReplicaSet(r) => inputs.replica_set_records.push(r),
+            Self::Deployment(r) => inputs.deployment_records.push(r),
+            Self::ServiceAccount(o) => inputs.service_accounts.push(*o),
+            Self::Job(o) => inputs.jobs.push(*o),
+            Self::StatefulSet(o) => inputs.stateful_sets.push(*o),
+            Self::DaemonSet(o) => inputs.daemon_sets.push(*o),
+            Self::ControllerRevision(o) => inputs.controller_revisions.push(*o),
+            Self::Lease(o) => inputs.leases.push(*o),
+            Self::CronJob(o) => inputs.cron_jobs.push(*o),
+            Self::List(items) => return items.into_iter().map(|p| p.apply(inputs)).sum(),
+            Self::Unused => return 0,
+            Self::Read => {}
+        }
+        1
+    }
+}
+
+fn parse_object(file: &str, kind: Option<&str>, api_version: Option<&str>, bytes: &[u8]) -> Result<Parsed, InputError> {
+    let kind = kind.unwrap_or_default();
+    let api_version = api_version.unwrap_or_default();
+    Ok(match kind {
+        "Pod" => {
+            let pod: Pod = from_bytes::<lean::LeanPod>(file, kind, bytes)?.into();
+            // A pod without a UID is not a real object: read, but nothing to judge.
+            PodRecord::of(&pod).map_or(Parsed::Read, Parsed::Pod)
+        }
+        "ReplicaSet" => {
+            let rs: ReplicaSet = from_bytes::<lean::LeanReplicaSet>(file, kind, bytes)?.into();
+            ReplicaSetRecord::of(&rs).map_or(Parsed::Unused, Parsed::ReplicaSet)
+        }
+        "Deployment" => {
+            let d: Deployment = from_bytes::<lean::LeanDeployment>(file, kind, bytes)?.into();
+            Parsed::Deployment(DeploymentRecord::of(&d))
+        }
+        "ServiceAccount" => Parsed::ServiceAccount(from_bytes(file, kind, bytes)?),
+        "Job" => Parsed::Job(from_bytes(file, kind, bytes)?),
+        "StatefulSet" => Parsed::StatefulSet(from_bytes(file, kind, bytes)?),
+        "DaemonSet" => Parsed::DaemonSet(from_bytes(file, kind, bytes)?),
+        "ControllerRevision" => Parsed::ControllerRevision(from_bytes(file, kind, bytes)?),
+        "Lease" if api_version.starts_with("coordination.k8s.io/") => {
+            let lease: Lease = from_bytes(file, kind, bytes)?;
+            if crate::k8s::liveness::read(&lease).is_none() {
+                return Ok(Parsed::Unused);
+            }
+            Parsed::Lease(Box::new(lease))
+        }
+        "CronJob" if api_version.starts_with("batch/") => {
+            let v: Value = from_bytes(file, kind, bytes)?;
+            let metadata = typed(file, "CronJob metadata", v.get("metadata").cloned().unwrap_or_default())?;
+            Parsed::CronJob(Box::new(crate::k8s::workloads::cronjob_from_json(
+                metadata,
+                v.get("spec").unwrap_or(&Value::Null),
+            )))
+        }
+        k if k.ends_with("List") => {
+            let mut items = Vec::new();
+            stream::for_each_object(bytes, |o| {
+                if o.bytes.len() == bytes.len() {
+                    // A List without items comes back as itself.
+                    return Ok(());
+                }
+                items.push(
+                    parse_object(file, o.kind, o.api_version, o.bytes)
+                        .map_err(|InputError::Bad { message, .. }| message)?,
+                );
+                Ok(())
+            })
+            .map_err(|e| bad(file, e.to_string()))?;
+            Parsed::List(items)
+        }
+        _ => Parsed::Unused,
+    })
 }
 
 fn later(a: &ContainerEvidence, b: &ContainerEvidence) -> bool {

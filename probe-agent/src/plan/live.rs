@@ -8,10 +8,30 @@ use k8s_openapi::api::{
 };
 use kube::{Api, Client, api::ListParams};
 
-use super::Inputs;
+use super::{
+    Inputs,
+    records::{DeploymentRecord, PodRecord, ReplicaSetRecord},
+};
 use crate::k8s::{crd::NodeTokenEvidence, liveness, workloads::list_cronjobs};
 
 async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    list_map(client, namespace, Some).await
+}
+
+/// Lists a kind page by page, keeping `keep` of each object (a compact record: a page of full
+/// objects is all that is ever held).
+async fn list_map<K, T>(
+    client: &Client,
+    namespace: Option<&str>,
+    keep: impl Fn(K) -> Option<T>,
+) -> Result<Vec<T>, kube::Error>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -28,7 +48,7 @@ where
     let mut params = ListParams::default().limit(500);
     loop {
         let page = api.list(&params).await?;
-        out.extend(page.items);
+        out.extend(page.items.into_iter().filter_map(&keep));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => return Ok(out),
@@ -69,16 +89,16 @@ pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &st
     let objects = evidence.list(&ListParams::default()).await?;
     inputs.evidence = super::inputs::merge_evidence(objects.items.into_iter().filter_map(|o| o.status).collect());
     progress(1, "nodes with evidence", inputs.evidence.len());
-    inputs.pods = list::<Pod>(client, namespace).await?;
-    progress(2, "pods", inputs.pods.len());
+    inputs.pod_records = list_map(client, namespace, |p: Pod| PodRecord::of(&p)).await?;
+    progress(2, "pods", inputs.pod_records.len());
     inputs.service_accounts = list::<ServiceAccount>(client, namespace).await?;
     progress(3, "service accounts", inputs.service_accounts.len());
-    inputs.replica_sets = list::<ReplicaSet>(client, namespace).await?;
-    progress(4, "replica sets", inputs.replica_sets.len());
+    inputs.replica_set_records = list_map(client, namespace, |r: ReplicaSet| ReplicaSetRecord::of(&r)).await?;
+    progress(4, "replica sets", inputs.replica_set_records.len());
     inputs.jobs = list::<Job>(client, namespace).await?;
     progress(5, "jobs", inputs.jobs.len());
-    inputs.deployments = list::<Deployment>(client, namespace).await?;
-    progress(6, "deployments", inputs.deployments.len());
+    inputs.deployment_records = list_map(client, namespace, |d: Deployment| Some(DeploymentRecord::of(&d))).await?;
+    progress(6, "deployments", inputs.deployment_records.len());
     inputs.stateful_sets = list::<StatefulSet>(client, namespace).await?;
     progress(7, "stateful sets", inputs.stateful_sets.len());
     inputs.daemon_sets = list::<DaemonSet>(client, namespace).await?;

@@ -9,7 +9,9 @@ pub mod live;
 mod model;
 pub mod output;
 pub(crate) mod placement;
+pub mod records;
 mod rules;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 pub mod verify;

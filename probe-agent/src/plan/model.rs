@@ -3,22 +3,21 @@
 //! that ran for them (with the node that reported it), the nodes' agents and when each last
 //! proved alive, and the use by workloads that no longer exist.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use k8s_openapi::{
-    api::core::v1::{Pod, PodSpec},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::{api::core::v1::PodSpec, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use time::OffsetDateTime;
 
-use super::{Inputs, WorkloadRef};
+use super::{
+    Inputs, WorkloadRef,
+    records::{DeploymentRecord, PodRecord, ReplicaSetRecord, TemplateFacts},
+};
 use crate::{
     evidence::{AgentInfo, ContainerEvidence, RetiredTotals},
     k8s::{
-        automount, liveness,
+        liveness,
         owners::{OwnerIndex, controller_of},
-        podinfo::container_id,
-        revision::{self, CONTROLLER_REVISION_HASH, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH},
+        revision::{self, CONTROLLER_REVISION_HASH},
     },
 };
 
@@ -136,23 +135,28 @@ pub(super) struct Model<'a> {
     pub gone: Vec<GoneEntry<'a>>,
 }
 
-fn service_account_of(spec: Option<&PodSpec>) -> String {
-    spec.and_then(|s| s.service_account_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into())
-}
-
 fn view(
     workload: WorkloadRef,
     spec: Option<&PodSpec>,
     expected: Option<u64>,
     current: Revision,
 ) -> WorkloadView<'static> {
+    view_of(workload, TemplateFacts::of(spec), expected, current)
+}
+
+fn view_of(
+    workload: WorkloadRef,
+    facts: TemplateFacts,
+    expected: Option<u64>,
+    current: Revision,
+) -> WorkloadView<'static> {
     WorkloadView {
         workload,
-        template_field: spec.and_then(|s| s.automount_service_account_token),
-        service_account: service_account_of(spec),
+        template_field: facts.automount,
+        service_account: facts.service_account,
         expected_replicas: expected,
         current,
-        exec_hooks: spec.is_some_and(revision::declares_exec_hooks),
+        exec_hooks: facts.exec_hooks,
         pods: Vec::new(),
         past: Vec::new(),
         retired: Vec::new(),
@@ -175,6 +179,14 @@ fn label<'m>(meta: &'m ObjectMeta, key: &str) -> Option<&'m str> {
     meta.labels.as_ref()?.get(key).map(String::as_str)
 }
 
+fn pod_label<'p>(pod: &'p PodRecord, key: &str) -> Option<&'p str> {
+    match key {
+        revision::POD_TEMPLATE_HASH => pod.pod_template_hash.as_deref(),
+        CONTROLLER_REVISION_HASH => pod.controller_revision_hash.as_deref(),
+        _ => None,
+    }
+}
+
 /// Whether `meta`'s controller is the `kind` named like `owner`.
 fn owned_by(meta: &ObjectMeta, kind: &str, owner: &ObjectMeta) -> bool {
     meta.namespace == owner.namespace
@@ -183,44 +195,52 @@ fn owned_by(meta: &ObjectMeta, kind: &str, owner: &ObjectMeta) -> bool {
 
 /// The one label value every current pod of a workload carries (for controllers whose status
 /// says the rollout is complete).
-fn sole_label(pods: &[&Pod], key: &str) -> Option<String> {
-    let values: BTreeSet<&str> = pods.iter().filter_map(|p| label(&p.metadata, key)).collect();
-    (values.len() == 1 && pods.iter().all(|p| label(&p.metadata, key).is_some()))
+fn sole_label(pods: &[&PodRecord], key: &str) -> Option<String> {
+    let values: BTreeSet<&str> = pods.iter().filter_map(|p| pod_label(p, key)).collect();
+    (values.len() == 1 && pods.iter().all(|p| pod_label(p, key).is_some()))
         .then(|| values.into_iter().next().map(str::to_owned))
         .flatten()
 }
 
 /// The current pods of each workload, by its reference (computed before the views, so the
 /// revision fallbacks can look at them).
-type PodsBy<'p> = HashMap<WorkloadRef, Vec<&'p Pod>>;
+type PodsBy<'p> = HashMap<WorkloadRef, Vec<&'p PodRecord>>;
 
-fn deployment_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::Deployment, pods: &[&Pod]) -> Revision {
-    let newest = inputs
-        .replica_sets
-        .iter()
-        .filter(|rs| owned_by(&rs.metadata, "Deployment", &d.metadata))
-        .filter_map(|rs| {
-            let n: u64 = rs.metadata.annotations.as_ref()?.get(DEPLOYMENT_REVISION)?.parse().ok()?;
-            Some((n, label(&rs.metadata, POD_TEMPLATE_HASH)?))
-        })
-        .max_by_key(|(n, _)| *n);
-    if let Some((_, hash)) = newest {
-        return Revision::Known(hash.to_owned());
+/// The newest `ReplicaSet` revision of each Deployment, by (namespace, name): (revision,
+/// pod-template-hash).
+type NewestReplicaSets<'r> = HashMap<(&'r str, &'r str), (u64, &'r str)>;
+
+fn newest_replica_sets<'r>(replica_sets: impl Iterator<Item = &'r ReplicaSetRecord>) -> NewestReplicaSets<'r> {
+    let mut newest: NewestReplicaSets<'r> = HashMap::new();
+    for rs in replica_sets {
+        let (Some(owner), Some(n), Some(hash)) = (&rs.controller, rs.revision, rs.pod_template_hash.as_deref()) else {
+            continue;
+        };
+        if owner.kind != "Deployment" {
+            continue;
+        }
+        let slot = newest.entry((rs.namespace.as_str(), owner.name.as_str())).or_insert((n, hash));
+        // Ties keep the later one, as the typed reading always did.
+        if n >= slot.0 {
+            *slot = (n, hash);
+        }
     }
-    let status = d.status.as_ref();
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let settled = status.is_some_and(|s| {
-        s.observed_generation >= d.metadata.generation && s.updated_replicas == Some(want) && s.replicas == Some(want)
-    });
-    match sole_label(pods, POD_TEMPLATE_HASH) {
-        Some(hash) if settled => Revision::Known(hash),
+    newest
+}
+
+fn deployment_revision(newest: &NewestReplicaSets<'_>, d: &DeploymentRecord, pods: &[&PodRecord]) -> Revision {
+    if let Some((_, hash)) = newest.get(&(d.namespace.as_str(), d.name.as_str())) {
+        return Revision::Known((*hash).to_owned());
+    }
+    match sole_label(pods, revision::POD_TEMPLATE_HASH) {
+        Some(hash) if d.settled => Revision::Known(hash),
         _ => Revision::Unknown(
             "cannot tell the Deployment's current pod template: no ReplicaSet of it with a revision in the inputs, and its status does not show a finished rollout".into(),
         ),
     }
 }
 
-fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSet, pods: &[&Pod]) -> Revision {
+fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSet, pods: &[&PodRecord]) -> Revision {
     let newest = inputs
         .controller_revisions
         .iter()
@@ -244,32 +264,59 @@ fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSe
 /// Expected containers of a pod from its status — its containers and the init containers that
 /// ran (those with a container id; init containers that ran before the agent attached, e.g. at
 /// node boot, are exactly the ones that copy tokens); `None` when the status lists none at all.
-fn expected_containers(pod: &Pod) -> Option<Vec<Expected>> {
-    let status = pod.status.as_ref()?;
-    let statuses = status.container_statuses.as_ref()?;
-    let id_of = |s: &k8s_openapi::api::core::v1::ContainerStatus| {
-        s.container_id.as_deref().filter(|id| !id.is_empty()).map(|id| container_id(id).to_owned())
-    };
-    let mut out: Vec<Expected> = statuses.iter().map(|s| Expected { name: s.name.clone(), id: id_of(s) }).collect();
-    for s in status.init_container_statuses.iter().flatten() {
-        if let Some(id) = id_of(s) {
-            out.push(Expected { name: s.name.clone(), id: Some(id) });
+fn expected_containers(pod: &PodRecord) -> Option<Vec<Expected>> {
+    pod.containers.as_ref().map(|c| c.iter().map(|s| Expected { name: s.name.clone(), id: s.id.clone() }).collect())
+}
+
+/// Every pod, `ReplicaSet` and Deployment of the inputs as records: the typed objects' and
+/// those reduced as they were read.
+struct Records<'a> {
+    pods: Vec<PodRecord>,
+    replica_sets: Vec<ReplicaSetRecord>,
+    deployments: Vec<DeploymentRecord>,
+    inputs: &'a Inputs,
+}
+
+impl<'a> Records<'a> {
+    fn new(inputs: &'a Inputs) -> Self {
+        Self {
+            pods: inputs.pods.iter().filter_map(PodRecord::of).collect(),
+            replica_sets: inputs.replica_sets.iter().filter_map(ReplicaSetRecord::of).collect(),
+            deployments: inputs.deployments.iter().map(DeploymentRecord::of).collect(),
+            inputs,
         }
     }
-    Some(out)
+
+    fn pods(&self) -> impl Iterator<Item = &PodRecord> {
+        self.pods.iter().chain(&self.inputs.pod_records)
+    }
+
+    fn replica_sets(&self) -> impl Iterator<Item = &ReplicaSetRecord> {
+        self.replica_sets.iter().chain(&self.inputs.replica_set_records)
+    }
+
+    fn deployments(&self) -> impl Iterator<Item = &DeploymentRecord> {
+        self.deployments.iter().chain(&self.inputs.deployment_records)
+    }
 }
 
 impl<'a> Model<'a> {
     /// The workloads the objects declare.
-    fn declared(inputs: &'a Inputs, pods_by: &PodsBy<'a>) -> BTreeMap<WorkloadRef, WorkloadView<'a>> {
+    fn declared(
+        inputs: &'a Inputs,
+        records: &Records<'_>,
+        pods_by: &PodsBy<'_>,
+    ) -> BTreeMap<WorkloadRef, WorkloadView<'a>> {
         let mut workloads: BTreeMap<WorkloadRef, WorkloadView<'a>> = BTreeMap::new();
         let pods_of = |r: &WorkloadRef| pods_by.get(r).map(Vec::as_slice).unwrap_or_default();
-        for d in &inputs.deployments {
-            let r = namespaced(&d.metadata, "Deployment");
-            let spec = d.spec.as_ref();
-            let current = deployment_revision(inputs, d, pods_of(&r));
-            let template = spec.and_then(|s| s.template.spec.as_ref());
-            workloads.insert(r.clone(), view(r, template, replicas(spec.and_then(|s| s.replicas)), current));
+        let newest = newest_replica_sets(records.replica_sets());
+        for d in records.deployments() {
+            let r = WorkloadRef::new(
+                &d.namespace,
+                &crate::evidence::Workload { kind: "Deployment".into(), name: d.name.clone() },
+            );
+            let current = deployment_revision(&newest, d, pods_of(&r));
+            workloads.insert(r.clone(), view_of(r, d.template.clone(), replicas(d.replicas), current));
         }
         for s in &inputs.stateful_sets {
             let r = namespaced(&s.metadata, "StatefulSet");
@@ -320,19 +367,26 @@ impl<'a> Model<'a> {
     }
 
     pub(super) fn build(inputs: &'a Inputs) -> Self {
+        let records = Records::new(inputs);
         let mut owners = OwnerIndex::default();
-        for rs in &inputs.replica_sets {
-            owners.insert("ReplicaSet", rs.metadata.namespace.as_deref().unwrap_or_default(), &rs.metadata);
+        for rs in records.replica_sets() {
+            let controller = rs.controller.as_ref().map(|c| (c.kind.as_str(), c.name.as_str()));
+            owners.insert_controller("ReplicaSet", &rs.namespace, &rs.name, controller);
         }
         for j in &inputs.jobs {
             owners.insert_job(j);
         }
-        let mut pods_by: PodsBy<'a> = HashMap::new();
-        for pod in inputs.pods.iter().filter(|p| p.metadata.uid.is_some()) {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            pods_by.entry(WorkloadRef::new(&namespace, &owners.workload(pod))).or_default().push(pod);
+        let controller = |p: &'_ PodRecord| -> Option<(String, String)> {
+            p.controller.as_ref().map(|c| (c.kind.clone(), c.name.clone()))
+        };
+        let mut pods_by: PodsBy<'_> = HashMap::new();
+        for pod in records.pods() {
+            let c = controller(pod);
+            let workload =
+                owners.workload_of(&pod.namespace, &pod.name, c.as_ref().map(|(k, n)| (k.as_str(), n.as_str())));
+            pods_by.entry(WorkloadRef::new(&pod.namespace, &workload)).or_default().push(pod);
         }
-        let mut workloads = Self::declared(inputs, &pods_by);
+        let mut workloads = Self::declared(inputs, &records, &pods_by);
 
         let nodes = nodes(inputs);
         let mut by_uid: HashMap<&str, Vec<Entry<'a>>> = HashMap::new();
@@ -344,37 +398,41 @@ impl<'a> Model<'a> {
             }
         }
 
-        let mut current: BTreeSet<&str> = BTreeSet::new();
+        let mut current: HashSet<&str> = HashSet::new();
         for (r, pods) in pods_by {
             let v = workloads.entry(r.clone()).or_insert_with(|| {
-                let spec = pods.first().and_then(|p| p.spec.as_ref());
+                let facts = pods.first().map_or_else(|| TemplateFacts::of(None), |p| p.template.clone());
                 let expected = (r.kind == "Pod").then_some(1);
                 // A ReplicaSet or Job standing for itself because it is missing from the inputs:
                 // the workload that owns it is unknown.
-                let current = match pods.iter().find_map(|p| owners.missing(p)) {
+                let missing = pods.iter().find_map(|p| {
+                    p.controller.as_ref().and_then(|c| owners.missing_of(&p.namespace, (&c.kind, &c.name)))
+                });
+                let current = match missing {
                     Some((kind, name)) => Revision::Unknown(format!(
                         "its {kind} {name} is not in the inputs: cannot tell which workload owns the pods, nor its current template"
                     )),
                     None => Revision::EachPod,
                 };
-                view(r, spec, expected, current)
+                view_of(r, facts, expected, current)
             });
             for pod in pods {
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                current.insert(uid);
-                let spec = pod.spec.as_ref();
-                v.exec_hooks |= spec.is_some_and(revision::declares_exec_hooks);
+                current.insert(pod.uid.as_str());
+                v.exec_hooks |= pod.template.exec_hooks;
+                let revision = pod.controller.as_ref().and_then(|c| {
+                    owners.revision_of(&pod.namespace, (&c.kind, &c.name), |kind| {
+                        pod.label_revision(kind).map(str::to_owned)
+                    })
+                });
                 v.pods.push(PodView {
-                    name: pod.metadata.name.clone().unwrap_or_default(),
-                    node: spec.and_then(|s| s.node_name.clone()),
-                    has_automount_volume: automount::automount_volume(pod).is_some(),
-                    phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
-                    revision: owners.revision(pod),
+                    name: pod.name.clone(),
+                    node: pod.node.clone(),
+                    has_automount_volume: pod.has_automount_volume,
+                    phase: pod.phase.clone(),
+                    revision,
                     containers: expected_containers(pod),
-                    spec_containers: spec
-                        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-                        .unwrap_or_default(),
-                    entries: by_uid.get(uid).cloned().unwrap_or_default(),
+                    spec_containers: pod.spec_containers.clone(),
+                    entries: by_uid.get(pod.uid.as_str()).cloned().unwrap_or_default(),
                 });
             }
         }
@@ -434,7 +492,7 @@ fn attach_past<'a>(
     inputs: &'a Inputs,
     workloads: &mut BTreeMap<WorkloadRef, WorkloadView<'a>>,
     by_uid: &HashMap<&str, Vec<Entry<'a>>>,
-    current: &BTreeSet<&str>,
+    current: &HashSet<&str>,
 ) -> Vec<GoneEntry<'a>> {
     let mut gone = Vec::new();
     for (uid, entries) in by_uid {

@@ -4,7 +4,7 @@
 //! from a kernel version or `/sys/kernel/security/lsm` (which lists `bpf` on kernels that still
 //! refuse LSM programs). Each rejected mode is kept with its reason.
 
-use std::{fs::File, os::fd::AsFd as _, path::Path};
+use std::{fs::File, os::fd::AsFd as _, path::Path, sync::Arc};
 
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
@@ -96,9 +96,11 @@ impl ProbeOptions {
 }
 
 /// The loaded programs and the maps the agent fills and reads.
+#[expect(clippy::struct_excessive_bools, reason = "one flag per optional detector, independent of each other")]
 pub struct Probe {
     ebpf: Ebpf,
-    btf: Option<AyaBtf>,
+    /// The kernel's parsed BTF, needed only while attaching (then dropped).
+    btf: Option<Arc<AyaBtf>>,
     pub file_mode: Option<FileMode>,
     pub connect_mode: Option<ConnectMode>,
     pub rejections: Vec<Rejection>,
@@ -113,6 +115,9 @@ pub struct Probe {
     pub missing_token: bool,
     /// Whether container cgroups are reported as they are created.
     pub container_creation: bool,
+    /// Whether container cgroups are reported as they are removed (containers are then followed
+    /// by events, and full rescans of the cgroup tree can be rare).
+    pub container_removal: bool,
     /// How the `tracepoint` file-open mode attached, when it is the mode in use.
     pub tracepoint_variant: Option<TracepointVariant>,
     offsets: probe_common::config::Offsets,
@@ -181,11 +186,21 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     T::try_from(map).map_err(|source| ProbeError::Map { name, source })
 }
 
-/// The offsets and aya's parsed BTF for `path`, parsed once per process: the kernel's BTF does
-/// not change while it runs, and parsing it (several MB) dominates an agent's start-up.
-fn kernel_btf(path: &Path) -> Result<(probe_common::config::Offsets, Option<AyaBtf>), ProbeError> {
-    type Parsed = (std::path::PathBuf, probe_common::config::Offsets, Option<AyaBtf>);
+static RETAIN_BTF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps the kernel's parsed BTF for the life of the process, for processes that load the
+/// programs many times (the test suites, the benchmark). An agent loads once and frees it as
+/// soon as its programs are attached: parsed, the kernel's BTF takes tens of MB.
+pub fn retain_parsed_btf() {
+    RETAIN_BTF.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The offsets and aya's parsed BTF for `path`; parsed once per process when
+/// [`retain_parsed_btf`] was called, else every time (and dropped after attaching).
+fn kernel_btf(path: &Path) -> Result<(probe_common::config::Offsets, Option<Arc<AyaBtf>>), ProbeError> {
+    type Parsed = (std::path::PathBuf, probe_common::config::Offsets, Option<Arc<AyaBtf>>);
     static CACHE: std::sync::Mutex<Option<Parsed>> = std::sync::Mutex::new(None);
+    let retain = RETAIN_BTF.load(std::sync::atomic::Ordering::Relaxed);
     let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((cached, offsets, btf)) = cache.as_ref()
         && cached == path
@@ -193,8 +208,10 @@ fn kernel_btf(path: &Path) -> Result<(probe_common::config::Offsets, Option<AyaB
         return Ok((*offsets, btf.clone()));
     }
     let offsets = offsets::resolve(&Btf::from_file(path)?)?;
-    let btf = AyaBtf::parse_file(path, aya::Endianness::default()).ok();
-    *cache = Some((path.to_path_buf(), offsets, btf.clone()));
+    let btf = AyaBtf::parse_file(path, aya::Endianness::default()).ok().map(Arc::new);
+    if retain {
+        *cache = Some((path.to_path_buf(), offsets, btf.clone()));
+    }
     Ok((offsets, btf))
 }
 
@@ -240,7 +257,7 @@ impl Probe {
             offsets,
         };
         let mut ebpf = EbpfLoader::new()
-            .btf(aya_btf.as_ref())
+            .btf(aya_btf.as_deref())
             .override_global(config::GLOBAL, &config, true)
             .map_max_entries(maps::COUNTERS, options.counters_capacity)
             .map_max_entries(maps::TARGETS, options.targets_capacity)
@@ -258,6 +275,7 @@ impl Probe {
             exec_tracking: false,
             missing_token: false,
             container_creation: false,
+            container_removal: false,
             tracepoint_variant: None,
             offsets,
             stats: take(&mut ebpf, maps::STATS)?,
@@ -321,6 +339,13 @@ impl Probe {
                 rejected.push(Rejection { detector: "container-creation", mode: "raw_tp", reason });
             }
         }
+        match self.attach_raw("tp_cgroup_rmdir", "cgroup_rmdir") {
+            Ok(()) => self.container_removal = true,
+            Err(reason) => {
+                tracing::warn!(%reason, "container cgroups are not reported as they are removed: the cgroup tree is rescanned every few seconds instead");
+                rejected.push(Rejection { detector: "container-removal", mode: "raw_tp", reason });
+            }
+        }
         if self.options.missing_token {
             match self.attach_missing_token() {
                 Ok(()) => self.missing_token = true,
@@ -340,6 +365,8 @@ impl Probe {
             "hooks attached"
         );
         self.rejections = rejected;
+        // Attached: the parsed BTF is not needed again.
+        self.btf = None;
         Ok(())
     }
 
@@ -447,8 +474,8 @@ impl Probe {
         Ok(())
     }
 
-    fn btf(&self) -> Result<&AyaBtf, String> {
-        self.btf.as_ref().ok_or_else(|| format!("no usable BTF at {}", self.options.btf_path.display()))
+    fn btf(&self) -> Result<Arc<AyaBtf>, String> {
+        self.btf.clone().ok_or_else(|| format!("no usable BTF at {}", self.options.btf_path.display()))
     }
 
     fn attach_file(&mut self, mode: FileMode) -> Result<(), String> {
@@ -498,7 +525,7 @@ impl Probe {
     }
 
     fn lsm(&mut self, name: &str, hook: &str) -> Result<(), String> {
-        let btf = self.btf()?.clone();
+        let btf = self.btf()?;
         let program: &mut Lsm = program(&mut self.ebpf, name)?;
         program.load(hook, &btf).map_err(describe)?;
         if let Err(e) = program.attach() {
@@ -510,7 +537,7 @@ impl Probe {
     }
 
     fn fentry(&mut self, pairs: &[(&'static str, &str)]) -> Result<(), String> {
-        let btf = self.btf()?.clone();
+        let btf = self.btf()?;
         let mut attached: Vec<&'static str> = Vec::new();
         for (name, function) in pairs {
             let result = program::<FEntry>(&mut self.ebpf, name).and_then(|p| {
@@ -556,7 +583,7 @@ impl Probe {
         if !cfg!(target_arch = "x86_64") || self.offsets.regs_orig_ax == config::Offsets::ABSENT {
             return Err("needs x86-64 syscall numbers and pt_regs.orig_ax in the kernel's BTF".to_owned());
         }
-        let btf = self.btf()?.clone();
+        let btf = self.btf()?;
         let program: &mut aya::programs::BtfTracePoint = program(&mut self.ebpf, FileMode::Tracepoint.programs()[0])?;
         program.load("sys_exit", &btf).map_err(describe)?;
         if let Err(e) = program.attach() {

@@ -155,6 +155,11 @@ pub fn render(m: &Metrics, publish: Option<&PublishStats>) -> Result<String, std
         "Failed saves of the node-local state",
         ConstCounter::new(m.state_save_errors),
     );
+    registry.register(
+        "full_rescans",
+        "Rescans of the whole node (mount table and cgroup tree); changes are otherwise followed by events",
+        ConstCounter::new(m.full_rescans),
+    );
     if let Some(p) = publish {
         registry.register(
             "publications",
@@ -205,6 +210,7 @@ mod tests {
             targets: 4,
             targets_not_watched: 1,
             state_save_errors: 0,
+            full_rescans: 5,
         };
         let p = PublishStats::default();
         p.errors.store(2, Ordering::Relaxed);
@@ -220,6 +226,7 @@ mod tests {
             "tokenprobe_api_targets_not_watched 1",
             "tokenprobe_publish_errors_total 2",
             "tokenprobe_lease_errors_total 3",
+            "tokenprobe_full_rescans_total 5",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");

@@ -47,7 +47,8 @@ pub struct WatchConfig {
     /// the first one holding kubepods cgroups).
     pub cgroup_v1_root: Option<PathBuf>,
     pub btf_path: PathBuf,
-    /// How often cgroups are rescanned (mount changes are followed as they happen).
+    /// How often the whole node is rescanned; containers and volumes are followed by events in
+    /// between (every 2 s at most, or this if shorter, when events are not available).
     pub rescan_interval: Duration,
     /// Entries of the in-kernel counters map.
     pub counters_capacity: u32,
@@ -87,7 +88,7 @@ impl WatchConfig {
             container_key: ContainerKeyMode::Auto,
             cgroup_v1_root: None,
             btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
-            rescan_interval: Duration::from_secs(2),
+            rescan_interval: Duration::from_secs(30),
             counters_capacity: probe_common::maps::COUNTERS_MAX,
             targets_capacity: probe_common::maps::TARGETS_MAX,
             exec_tracking: true,
@@ -151,6 +152,9 @@ pub struct Metrics {
     pub targets: usize,
     pub targets_not_watched: usize,
     pub state_save_errors: u64,
+    /// Rescans of the whole node (mount table and cgroup tree): rare while changes are
+    /// followed by events.
+    pub full_rescans: u64,
 }
 
 enum Command {

@@ -42,6 +42,10 @@ use crate::{
 const MAX_GAPS: usize = 16;
 /// How often containers past the retention window are folded.
 const RETIRE_EVERY: Duration = Duration::from_mins(1);
+/// Longest wait before a change the kernel or the mount table reported is rescanned (changes
+/// are coalesced, so a burst of pods starting costs one rescan), and how often losses are
+/// checked. Without those reports, the whole node is rescanned this often.
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
 pub(super) struct State {
     probe: Probe,
@@ -82,6 +86,10 @@ pub(super) struct State {
     unattributed_folded: KeyTotals,
     /// Kernel keys seen unattributed, with when first (boot-time ns).
     unknown_since: HashMap<u64, u64>,
+    /// A change was reported since the last rescan.
+    dirty: bool,
+    /// Rescans of the whole node (mount table and cgroup tree) so far.
+    full_rescans: u64,
 }
 
 fn key_of(c: &ContainerEvidence) -> Option<ContainerRef> {
@@ -128,6 +136,8 @@ impl State {
             host_folded: KeyTotals::default(),
             unattributed_folded: KeyTotals::default(),
             unknown_since: HashMap::new(),
+            dirty: false,
+            full_rescans: 0,
             config,
         };
         state.restore();
@@ -181,21 +191,35 @@ impl State {
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut mounts: mpsc::Receiver<()>) {
         let mut rescan = tokio::time::interval(self.config.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING.min(self.config.rescan_interval));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut save = tokio::time::interval(self.config.save_interval);
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ring_ok = true;
         let mut events_ok = self.cgroup_events.is_some();
+        let mut mounts_ok = true;
+        let mut was_event_driven = true;
         loop {
+            // Containers and volumes are followed by events only while the kernel reports cgroups
+            // made and removed and the mount table can be polled; else the node is rescanned
+            // every housekeeping tick, as if every tick had a change.
+            let event_driven = events_ok && mounts_ok && self.probe.container_creation && self.probe.container_removal;
+            if event_driven != was_event_driven {
+                if !event_driven {
+                    tracing::warn!(every = ?housekeeping.period(), "containers and volumes are not followed by events: rescanning the node periodically");
+                }
+                was_event_driven = event_driven;
+            }
             let notices = tokio::select! {
                 ready = readable(self.cgroup_events.as_mut()), if events_ok => match ready {
                     Ok(events) => {
                         for event in events {
-                            self.on_cgroup_created(&event);
+                            self.on_cgroup_event(&event);
                         }
                         Vec::new()
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "created-cgroup ring buffer failed; containers are found by scans only");
+                        tracing::error!(error = %e, "cgroup event ring buffer failed; containers are found by scans only");
                         events_ok = false;
                         Vec::new()
                     }
@@ -218,8 +242,23 @@ impl State {
                     }
                     Vec::new()
                 }
-                Some(()) = mounts.recv() => {
-                    self.rescan();
+                mount = mounts.recv(), if mounts_ok => {
+                    if mount.is_some() {
+                        // New volumes are watched at once (a container may read its token as it
+                        // starts); the cgroup tree waits for the next housekeeping tick.
+                        self.rescan_mounts();
+                        self.dirty = true;
+                    } else {
+                        mounts_ok = false;
+                    }
+                    Vec::new()
+                }
+                _ = housekeeping.tick() => {
+                    if self.dirty || !event_driven {
+                        self.rescan();
+                    } else {
+                        self.housekeeping();
+                    }
                     Vec::new()
                 }
                 _ = rescan.tick() => {
@@ -245,19 +284,25 @@ impl State {
     fn drain_notices(&mut self) {
         let events = self.cgroup_events.as_mut().map(|r| super::tasks::drain_cgroup_events(r.get_mut()));
         for event in events.into_iter().flatten() {
-            self.on_cgroup_created(&event);
+            self.on_cgroup_event(&event);
         }
         for notice in super::tasks::drain(self.ring.get_mut()) {
             self.on_notice(&notice);
         }
     }
 
-    /// A cgroup was created in the containers' hierarchy: if it is a container's, record it now
-    /// (it may end before the next scan).
-    fn on_cgroup_created(&mut self, event: &CgroupEvent) {
+    /// A cgroup was created or removed in the containers' hierarchy. A container's new cgroup is
+    /// recorded now (it may end before the next scan); either makes the next housekeeping tick
+    /// rescan the cgroup tree.
+    fn on_cgroup_event(&mut self, event: &CgroupEvent) {
         let len = (event.path_len as usize).min(event.path.len());
         let path = String::from_utf8_lossy(&event.path[..len]).into_owned();
         let Some(container) = cgroup::parse_path(&path) else { return };
+        self.dirty = true;
+        if event.kind == probe_common::cgroups::kind::REMOVED {
+            tracing::debug!(%path, "container cgroup removed");
+            return;
+        }
         let found = cgroup::FoundCgroup { id: event.id, path, container };
         if !self.node.record_created(&found, event.ts_ns) {
             // Its pod's directory or volume may be newer than the last scan.
@@ -374,9 +419,17 @@ impl State {
         self.targets_not_watched = not_watched;
     }
 
+    /// Rescans the whole node: mount table, pod directories, cgroup tree.
     fn rescan(&mut self) {
+        self.dirty = false;
+        self.full_rescans += 1;
         self.rescan_mounts();
         self.rescan_cgroups();
+        self.housekeeping();
+    }
+
+    /// What is due every few seconds even when nothing changed: losses, retirement.
+    fn housekeeping(&mut self) {
         self.note_losses();
         let now = clock::boot_ns();
         if now.saturating_sub(self.last_retire) >= u64::try_from(RETIRE_EVERY.as_nanos()).unwrap_or(u64::MAX) {
@@ -663,6 +716,7 @@ impl State {
                 gaps: self.gaps.clone(),
                 publish_interval_seconds: self.config.publish_interval.map(|d| d.as_secs().max(1)),
                 container_creation: self.probe.container_creation,
+                container_removal: self.probe.container_removal,
                 losses,
                 unattributed,
                 host,
@@ -695,6 +749,7 @@ impl State {
             targets: self.targets.len(),
             targets_not_watched: self.targets_not_watched.len(),
             state_save_errors: self.save_errors,
+            full_rescans: self.full_rescans,
         }
     }
 }

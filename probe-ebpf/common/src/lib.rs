@@ -44,7 +44,7 @@ const _: () = {
     assert!(size_of::<volumes::VolumeValue>() == 8);
     assert!(size_of::<notice::Notice>() == 56);
     assert!(size_of::<maps::CgroupRef>() == 16);
-    assert!(size_of::<cgroups::CgroupEvent>() == 24 + cgroups::PATH_MAX);
+    assert!(size_of::<cgroups::CgroupEvent>() == 32 + cgroups::PATH_MAX);
     assert!(size_of::<config::Offsets>() == 4 * config::Offsets::FIELDS);
     assert!(size_of::<config::Config>() == 16 + size_of::<config::Offsets>());
     assert!(size_of::<bench::PathEvent>() == 8 + bench::PATH_MAX);

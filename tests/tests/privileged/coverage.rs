@@ -15,6 +15,7 @@ use tokio::runtime::Runtime;
 
 pub const CASES: &[(&str, super::Case)] = &[
     ("a_container_living_milliseconds_is_recorded", a_container_living_milliseconds_is_recorded),
+    ("changes_are_followed_by_events_not_rescans", changes_are_followed_by_events_not_rescans),
     ("legacy_secret_token_volume", legacy_secret_token_volume),
     ("a_token_the_agent_does_not_watch_is_uncovered", a_token_the_agent_does_not_watch_is_uncovered),
     ("host_and_unattributed_counts", host_and_unattributed_counts),
@@ -54,6 +55,58 @@ fn a_container_living_milliseconds_is_recorded(rt: &Runtime, file: FileHook, con
     assert_eq!(e.observed_from_start, Some(true), "{}", dump(&ev));
     assert_eq!(e.reads.total() + e.api_connects, 0, "{}", dump(&ev));
     assert!(e.gone_since.is_some(), "{}", dump(&ev));
+}
+
+/// With whole-node rescans an hour apart, pods, volumes and containers are still followed as
+/// they come and go — by the kernel's cgroup events and mount-table polling — and an idle node
+/// is not rescanned at all.
+fn changes_are_followed_by_events_not_rescans(rt: &Runtime, file: FileHook, connect: ConnectHook) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-e1v3n", true);
+    let app = node.container(&pod, false);
+    let _app = node.spawn(&app, &[(&vol, SA_DIR)]);
+    let mut config = config(&node, file, connect);
+    config.rescan_interval = Duration::from_hours(1);
+    let agent = TestAgent::start(rt, config).unwrap_or_else(|e| panic!("agent start: {e:#?}"));
+    let ev = agent.snapshot();
+    if !(ev.agent.container_creation && ev.agent.container_removal) {
+        println!("# the kernel does not report cgroups made and removed: the agent rescans every 2 s instead");
+        return;
+    }
+    let wait = |what: &str, ready: &dyn Fn(&probe_agent::watch::Metrics) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = agent.metrics();
+            if ready(&m) {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {m:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the first container", &|m| m.containers == 1 && m.volumes == 1);
+    // Changes made while the agent started (the container's own mounts) settle within a tick.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = agent.metrics();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = agent.metrics();
+    assert_eq!(idle.full_rescans, before.full_rescans, "an idle node is not rescanned: {idle:?}");
+
+    let second = node.pod(Qos::BestEffort);
+    let vol2 = node.volume(&second, "kube-api-access-s3c0n", true);
+    let c2 = node.container(&second, false);
+    let _c2 = node.spawn(&c2, &[(&vol2, SA_DIR)]);
+    wait("the new pod's volume and container", &|m| m.containers == 2 && m.volumes == 2);
+    let brief = node.container(&second, false);
+    node.flash(&brief);
+    let after = wait("the brief container gone", &|m| m.containers == 2);
+    node.remove_volume(&vol2);
+    wait("the unmounted volume", &|m| m.volumes == 1);
+    let ev = agent.snapshot();
+    let e = entry(&ev, &brief);
+    assert!(e.gone_since.is_some() && e.observed_from_start == Some(true), "{}", dump(&ev));
+    println!("# full rescans: {} at start, {} after the changes", before.full_rescans, after.full_rescans);
 }
 
 /// Clusters without bound tokens mount the ServiceAccount's token Secret at the

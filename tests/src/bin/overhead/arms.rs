@@ -229,6 +229,7 @@ impl Ctx {
         config.connect_hook = connect;
         config.tracepoint_variants = vec![variant];
         config.exec_tracking = true;
+        probe_agent::probe::retain_parsed_btf();
         self.rt.block_on(Agent::start(config)).map_err(describe)
     }
 
