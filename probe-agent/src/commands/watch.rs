@@ -15,7 +15,8 @@ pub struct WatchArgs {
     /// until SIGINT or SIGTERM.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Where to write the evidence (JSON): a file (written atomically) or `-` for stdout.
+    /// Where to write the evidence (JSON): a file (replaced atomically; a device such as
+    /// `/dev/null`, a FIFO or a symbolic link is written into instead), or `-` for stdout.
     #[arg(long, default_value = "-")]
     output: String,
     /// Node name in the evidence (default: the host name).
@@ -62,9 +63,67 @@ fn write_evidence(output: &str, evidence: &Evidence) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = PathBuf::from(output);
+    // Only a regular file is replaced atomically (a new file renamed over it). Anything else
+    // — `/dev/null`, `/dev/stdout`, a FIFO, a symbolic link — is written into: renaming over it
+    // would replace a device node or the link itself with a regular file.
+    let replace = std::fs::symlink_metadata(&path).map_or(true, |m| m.file_type().is_file());
+    if !replace {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&json))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(path = %path.display(), containers = evidence.containers.len(), "evidence written");
+        return Ok(());
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &json).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
     tracing::info!(path = %path.display(), containers = evidence.containers.len(), "evidence written");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence() -> Evidence {
+        let t = time::OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        Evidence {
+            node: "n".into(),
+            agent: probe_agent::evidence::AgentInfo::new("0", t),
+            containers: Vec::new(),
+            retired: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn regular_files_are_replaced_and_anything_else_written_into() {
+        let dir = std::env::temp_dir().join(format!("tokenprobe-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("evidence.json");
+        std::fs::write(&file, "old").expect("old");
+        write_evidence(file.to_str().expect("utf-8"), &evidence()).expect("file");
+        assert!(std::fs::read_to_string(&file).expect("read").contains("\"node\": \"n\""));
+        assert!(!dir.join("evidence.tmp").exists());
+
+        // A FIFO stands for /dev/null and /dev/stdout: written into, never replaced.
+        let fifo = dir.join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).expect("read fifo"))
+        };
+        write_evidence(fifo.to_str().expect("utf-8"), &evidence()).expect("fifo");
+        let kind = std::fs::symlink_metadata(&fifo).expect("still there").file_type();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind), "the FIFO was replaced");
+        assert!(reader.join().expect("reader").contains("\"node\": \"n\""));
+
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        write_evidence(link.to_str().expect("utf-8"), &evidence()).expect("link");
+        assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "the link was replaced");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -69,7 +69,7 @@ pub fn measure(_node: &mut FakeNode, sizes: &[usize]) -> Result<Vec<Row>, String
             .arg(format!("/proc/{}/mountinfo", std::process::id()))
             .arg("--cgroup-root")
             .arg(&node.cgroup_root)
-            .args(["--node-name", "bench-node", "--output", "/dev/null"])
+            .args(["--node-name", "bench-node", "--output", "-"])
             .env("TOKENPROBE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
