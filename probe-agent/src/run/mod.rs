@@ -42,9 +42,10 @@ pub async fn run(config: RunConfig, client: Client, shutdown: impl Future<Output
     let handle = agent.handle();
     let stats = Arc::new(publish::PublishStats::default());
     let (synced_tx, synced_rx) = watch::channel(false);
+    let (targets_tx, targets_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(pods::follow(client.clone(), node.clone(), handle.clone(), synced_tx)),
-        tokio::spawn(targets::follow(client.clone(), handle.clone(), config.targets_refresh)),
+        tokio::spawn(targets::follow(client.clone(), handle.clone(), config.targets_refresh, targets_tx)),
     ];
     let (publish_stop_tx, publish_stop_rx) = watch::channel(false);
     let publisher = publish::Publisher {
@@ -53,6 +54,7 @@ pub async fn run(config: RunConfig, client: Client, shutdown: impl Future<Output
         lease_namespace: config.lease_namespace,
         interval: config.publish_interval,
         stats: Arc::clone(&stats),
+        ready: vec![synced_rx.clone(), targets_rx],
     };
     let publisher = tokio::spawn(publisher.follow(handle.clone(), publish_stop_rx));
     if let Some(addr) = config.http_addr {

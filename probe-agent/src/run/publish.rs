@@ -101,7 +101,14 @@ pub(super) struct Publisher {
     pub lease_namespace: String,
     pub interval: Duration,
     pub stats: std::sync::Arc<PublishStats>,
+    /// What the first publication waits for (the node's pods listed, the API server's
+    /// addresses looked up), so it does not say "no API server watched" or leave containers
+    /// unattributed only because the agent had just started.
+    pub ready: Vec<watch::Receiver<bool>>,
 }
+
+/// Longest wait for [`Publisher::ready`] before publishing anyway.
+const READY_WAIT: Duration = Duration::from_secs(30);
 
 impl Publisher {
     /// Publishes every `interval` when the evidence changed, and renews the Lease while the
@@ -113,11 +120,24 @@ impl Publisher {
         let mut last: Option<u64> = None;
         let mut backoff = Duration::from_secs(1);
         let mut wait = Duration::ZERO;
+        let ready = async {
+            for r in &self.ready {
+                let mut r = r.clone();
+                // A closed channel (its task ended) waits no longer.
+                r.wait_for(|ready| *ready).await.ok();
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(READY_WAIT, ready) => if r.is_err() {
+                tracing::warn!(after = ?READY_WAIT, "publishing before the pods or the API server's addresses are known");
+            },
+            _ = stop.changed() => {}
+        }
         loop {
             let stopping = tokio::select! {
                 () = tokio::time::sleep(wait) => false,
                 changed = stop.changed() => changed.is_err() || *stop.borrow(),
-            };
+            } || *stop.borrow();
             let Ok(evidence) = handle.snapshot().await else { return };
             let print = fingerprint(&evidence);
             if last != Some(print) {

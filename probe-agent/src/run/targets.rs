@@ -12,7 +12,13 @@ use kube::{
 
 use crate::{k8s::endpoints::api_server_targets, watch::AgentHandle};
 
-pub(super) async fn follow(client: Client, handle: AgentHandle, refresh: Duration) {
+/// `tried` turns true once the first lookup ended (found or not).
+pub(super) async fn follow(
+    client: Client,
+    handle: AgentHandle,
+    refresh: Duration,
+    tried: tokio::sync::watch::Sender<bool>,
+) {
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let mut changes =
         watcher(endpoints, watcher::Config::default().fields("metadata.name=kubernetes")).default_backoff().boxed();
@@ -29,6 +35,7 @@ pub(super) async fn follow(client: Client, handle: AgentHandle, refresh: Duratio
             },
             Err(e) => tracing::warn!(error = %e, "cannot read the API server's addresses; keeping the previous ones"),
         }
+        tried.send_replace(true);
         tokio::select! {
             () = tokio::time::sleep(refresh) => {}
             event = changes.next() => if event.is_none() {
