@@ -1,9 +1,10 @@
 //! tokenprobe's kernel programs.
 //!
 //! Two detectors, each in several modes; the agent loads and attaches the best mode the
-//! running kernel allows (see DESIGN.md, "Kernel side"):
+//! running kernel allows (see `docs/architecture.md`, "The kernel side"):
 //! - file open: `lsm` (`lsm/file_open`), `fentry` and `kprobe` (`security_file_open`),
-//!   `tracepoint` (`syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}`);
+//!   `tracepoint` (the typed raw tracepoint `sys_exit`, else
+//!   `syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}`);
 //! - API connect: `cgroup` (`cgroup/connect4`, `connect6`), `lsm` (`lsm/socket_connect`),
 //!   `fentry` (`tcp_v4_connect`, `tcp_v6_connect`).
 //!
