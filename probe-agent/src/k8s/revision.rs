@@ -38,15 +38,20 @@ pub fn template_fingerprint_json(spec: &serde_json::Value) -> Option<String> {
     serde_json::from_value::<PodSpec>(spec.clone()).ok().map(|s| template_fingerprint(&s))
 }
 
+/// The label a controller of `owner_kind` records its pods' template revision in.
+#[must_use]
+pub fn revision_label(owner_kind: &str) -> Option<&'static str> {
+    match owner_kind {
+        "ReplicaSet" => Some(POD_TEMPLATE_HASH),
+        "StatefulSet" | "DaemonSet" => Some(CONTROLLER_REVISION_HASH),
+        _ => None,
+    }
+}
+
 /// The revision label a pod carries for a controller of `owner_kind` (its direct owner).
 #[must_use]
 pub fn label_revision(pod: &Pod, owner_kind: &str) -> Option<String> {
-    let label = match owner_kind {
-        "ReplicaSet" => POD_TEMPLATE_HASH,
-        "StatefulSet" | "DaemonSet" => CONTROLLER_REVISION_HASH,
-        _ => return None,
-    };
-    pod.metadata.labels.as_ref()?.get(label).cloned()
+    pod.metadata.labels.as_ref()?.get(revision_label(owner_kind)?).cloned()
 }
 
 fn exec_probe(p: Option<&Probe>) -> bool {

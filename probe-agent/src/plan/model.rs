@@ -29,12 +29,7 @@ pub(super) struct Entry<'a> {
 }
 
 /// A container a current pod runs or ran, as its status says.
-#[derive(Debug, Clone)]
-pub(super) struct Expected {
-    pub name: String,
-    /// The current instance's container id; `None` while it has not started.
-    pub id: Option<String>,
-}
+pub(super) type Expected = super::records::StatusContainer;
 
 /// A current pod of a workload.
 #[derive(Debug, Clone)]
@@ -179,14 +174,6 @@ fn label<'m>(meta: &'m ObjectMeta, key: &str) -> Option<&'m str> {
     meta.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-fn pod_label<'p>(pod: &'p PodRecord, key: &str) -> Option<&'p str> {
-    match key {
-        revision::POD_TEMPLATE_HASH => pod.pod_template_hash.as_deref(),
-        CONTROLLER_REVISION_HASH => pod.controller_revision_hash.as_deref(),
-        _ => None,
-    }
-}
-
 /// Whether `meta`'s controller is the `kind` named like `owner`.
 fn owned_by(meta: &ObjectMeta, kind: &str, owner: &ObjectMeta) -> bool {
     meta.namespace == owner.namespace
@@ -196,8 +183,8 @@ fn owned_by(meta: &ObjectMeta, kind: &str, owner: &ObjectMeta) -> bool {
 /// The one label value every current pod of a workload carries (for controllers whose status
 /// says the rollout is complete).
 fn sole_label(pods: &[&PodRecord], key: &str) -> Option<String> {
-    let values: BTreeSet<&str> = pods.iter().filter_map(|p| pod_label(p, key)).collect();
-    (values.len() == 1 && pods.iter().all(|p| pod_label(p, key).is_some()))
+    let values: BTreeSet<&str> = pods.iter().filter_map(|p| p.label(key)).collect();
+    (values.len() == 1 && pods.iter().all(|p| p.label(key).is_some()))
         .then(|| values.into_iter().next().map(str::to_owned))
         .flatten()
 }
@@ -259,13 +246,6 @@ fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSe
             "cannot tell the DaemonSet's current pod template: no ControllerRevision of it in the inputs, and its status does not show a finished rollout".into(),
         ),
     }
-}
-
-/// Expected containers of a pod from its status — its containers and the init containers that
-/// ran (those with a container id; init containers that ran before the agent attached, e.g. at
-/// node boot, are exactly the ones that copy tokens); `None` when the status lists none at all.
-fn expected_containers(pod: &PodRecord) -> Option<Vec<Expected>> {
-    pod.containers.as_ref().map(|c| c.iter().map(|s| Expected { name: s.name.clone(), id: s.id.clone() }).collect())
 }
 
 /// Every pod, `ReplicaSet` and Deployment of the inputs as records: the typed objects' and
@@ -430,7 +410,7 @@ impl<'a> Model<'a> {
                     has_automount_volume: pod.has_automount_volume,
                     phase: pod.phase.clone(),
                     revision,
-                    containers: expected_containers(pod),
+                    containers: pod.containers.clone(),
                     spec_containers: pod.spec_containers.clone(),
                     entries: by_uid.get(pod.uid.as_str()).cloned().unwrap_or_default(),
                 });

@@ -115,17 +115,26 @@ impl PodRecord {
         })
     }
 
-    /// The revision label its controller of `kind` records (see [`revision::label_revision`]).
+    /// One of the revision labels it keeps (`None` for any other key).
     #[must_use]
-    pub fn label_revision(&self, owner_kind: &str) -> Option<&str> {
-        match owner_kind {
-            "ReplicaSet" => self.pod_template_hash.as_deref(),
-            "StatefulSet" | "DaemonSet" => self.controller_revision_hash.as_deref(),
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match key {
+            POD_TEMPLATE_HASH => self.pod_template_hash.as_deref(),
+            CONTROLLER_REVISION_HASH => self.controller_revision_hash.as_deref(),
             _ => None,
         }
     }
+
+    /// The revision label its controller of `kind` records (see [`revision::label_revision`]).
+    #[must_use]
+    pub fn label_revision(&self, owner_kind: &str) -> Option<&str> {
+        self.label(revision::revision_label(owner_kind)?)
+    }
 }
 
+/// The containers a pod runs or ran, from its status — its containers and the init containers
+/// that ran (those with a container id; init containers that ran before the agent attached, e.g.
+/// at node boot, are exactly the ones that copy tokens); `None` when the status lists none.
 fn status_containers(status: Option<&PodStatus>) -> Option<Vec<StatusContainer>> {
     let status = status?;
     let statuses = status.container_statuses.as_ref()?;
