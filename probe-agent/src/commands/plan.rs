@@ -84,15 +84,23 @@ impl Source {
         let mut inputs = Inputs::default();
         let mut exports = Vec::new();
         for file in &self.evidence {
+            let started = std::time::Instant::now();
             exports.extend(plan::inputs::read_evidence_file(file)?);
+            tracing::debug!(file = %file.display(), elapsed = ?started.elapsed(), "evidence read");
         }
         inputs.evidence = plan::inputs::merge_evidence(exports);
         for file in &self.objects {
+            let started = std::time::Instant::now();
             let used = plan::inputs::read_objects_file(file, &mut inputs)?;
+            tracing::debug!(file = %file.display(), used, elapsed = ?started.elapsed(), "objects read");
             if used == 0 {
                 tracing::warn!(file = %file.display(), "no pods, service accounts or workloads in it");
             }
         }
+        // Vectors grow by doubling: up to half of a big cluster's records would be slack.
+        inputs.pod_records.shrink_to_fit();
+        inputs.replica_set_records.shrink_to_fit();
+        inputs.deployment_records.shrink_to_fit();
         Ok(inputs)
     }
 }
@@ -167,16 +175,30 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         ..Policy::default()
     };
     args.judgement.apply(&mut policy);
+    let started = std::time::Instant::now();
     let plan = plan::plan(&inputs, &policy);
+    tracing::debug!(elapsed = ?started.elapsed(), workloads = plan.workloads.len(), "planned");
+    let started = std::time::Instant::now();
+    // The inputs are freed while the plan is written (a big cluster's take a while to free).
+    let freeing = std::thread::spawn(move || drop(inputs));
     let text = match args.output {
         Format::Table => output::plan_table(&plan),
-        Format::Json | Format::Yaml => output::structured(&plan, args.output)?,
+        Format::Json | Format::Yaml => String::new(),
         Format::Patch => output::patches(&plan),
         Format::Script => output::script(&plan),
         Format::Policyreport => output::policy_reports(&plan),
         Format::Plan => output::markdown(&plan),
     };
-    print!("{text}");
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = if matches!(args.output, Format::Json | Format::Yaml) {
+        output::write_structured(&mut out, &plan, args.output).map_err(std::io::Error::from)
+    } else {
+        std::io::Write::write_all(&mut out, text.as_bytes())
+    }
+    .and_then(|()| std::io::Write::flush(&mut out));
+    freeing.join().ok();
+    tracing::debug!(elapsed = ?started.elapsed(), "written");
+    written.context("cannot write the plan")?;
     Ok(ExitCode::SUCCESS)
 }
 

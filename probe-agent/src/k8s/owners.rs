@@ -26,11 +26,15 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 /// Kinds whose owner the index must know to resolve a chain.
 const INTERMEDIATE: [&str; 2] = ["ReplicaSet", "Job"];
 
+/// An indexed object's kind and its controller.
+type Owned = (String, Option<OwnerReference>);
+
 /// Controller references of intermediate objects, by (kind, namespace, name). `None`: the
 /// object exists and has no owner, or is gone.
 #[derive(Debug, Default, Clone)]
 pub struct OwnerIndex {
-    owners: HashMap<(String, String, String), Option<OwnerReference>>,
+    /// namespace → name → (kind, controller): looked up without allocating.
+    owners: HashMap<String, HashMap<String, Vec<Owned>>>,
     /// Pod-template fingerprints of Jobs, by (namespace, name): a Job pod's revision.
     job_templates: HashMap<(String, String), String>,
 }
@@ -38,7 +42,7 @@ pub struct OwnerIndex {
 impl OwnerIndex {
     pub fn insert(&mut self, kind: &str, namespace: &str, meta: &ObjectMeta) {
         if let Some(name) = &meta.name {
-            self.owners.insert((kind.to_owned(), namespace.to_owned(), name.clone()), controller_of(meta).cloned());
+            self.put(kind, namespace, name, controller_of(meta).cloned());
         }
     }
 
@@ -50,7 +54,15 @@ impl OwnerIndex {
             controller: Some(true),
             ..OwnerReference::default()
         });
-        self.owners.insert((kind.to_owned(), namespace.to_owned(), name.to_owned()), owner);
+        self.put(kind, namespace, name, owner);
+    }
+
+    fn put(&mut self, kind: &str, namespace: &str, name: &str, owner: Option<OwnerReference>) {
+        let kinds = self.owners.entry(namespace.to_owned()).or_default().entry(name.to_owned()).or_default();
+        match kinds.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, slot)) => *slot = owner,
+            None => kinds.push((kind.to_owned(), owner)),
+        }
     }
 
     /// Indexes a Job: its owner and its pod template's fingerprint.
@@ -89,7 +101,7 @@ impl OwnerIndex {
     }
 
     fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Option<OwnerReference>> {
-        self.owners.get(&(kind.to_owned(), namespace.to_owned(), name.to_owned()))
+        self.owners.get(namespace)?.get(name)?.iter().find(|(k, _)| k == kind).map(|(_, owner)| owner)
     }
 
     /// What the index needs to resolve `pod` and does not hold yet: (kind, name).

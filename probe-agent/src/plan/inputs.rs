@@ -46,6 +46,27 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The inputs with typed pods, `ReplicaSet`s and Deployments reduced to records, as the
+    /// planner reads them (`None`: they already are).
+    #[must_use]
+    pub fn as_records(&self) -> Option<Self> {
+        if self.pods.is_empty() && self.replica_sets.is_empty() && self.deployments.is_empty() {
+            return None;
+        }
+        let mut records = Self { pods: Vec::new(), replica_sets: Vec::new(), deployments: Vec::new(), ..self.clone() };
+        records.pod_records =
+            self.pods.iter().filter_map(PodRecord::of).chain(self.pod_records.iter().cloned()).collect();
+        records.replica_set_records = self
+            .replica_sets
+            .iter()
+            .filter_map(ReplicaSetRecord::of)
+            .chain(self.replica_set_records.iter().cloned())
+            .collect();
+        records.deployment_records =
+            self.deployments.iter().map(DeploymentRecord::of).chain(self.deployment_records.iter().cloned()).collect();
+        Some(records)
+    }
+
     /// The newest report among the inputs: the latest `generatedAt` or Lease renewal (offline,
     /// the planner's "now" unless `--now` is given).
     #[must_use]
@@ -123,15 +144,25 @@ pub fn parse_evidence(file: &str, text: &str) -> Result<Vec<Evidence>, InputErro
     Ok(out)
 }
 
-/// [`parse_evidence`] of a JSON document read object by object (never held whole).
+/// [`parse_evidence`] of a JSON document read object by object (never held whole), parsed on
+/// every core.
 ///
 /// # Errors
 /// As [`parse_evidence`], and read errors.
 pub fn read_evidence(file: &str, reader: impl std::io::Read) -> Result<Vec<Evidence>, InputError> {
     let mut out = Vec::new();
-    stream::for_each_object(reader, |o| {
-        evidence_object(file, o.kind, o.bytes, &mut out).map_err(|InputError::Bad { message, .. }| message)
-    })
+    stream::par_map_objects(
+        reader,
+        |o| {
+            let mut parsed = Vec::new();
+            evidence_object(file, o.kind, o.bytes, &mut parsed).map_err(|InputError::Bad { message, .. }| message)?;
+            Ok(parsed)
+        },
+        |parsed| {
+            out.extend(parsed);
+            Ok(())
+        },
+    )
     .map_err(|e| bad(file, e.to_string()))?;
     Ok(out)
 }
@@ -234,7 +265,9 @@ pub fn read_objects_file(path: &std::path::Path, inputs: &mut Inputs) -> Result<
 }
 
 fn from_bytes<T: DeserializeOwned>(file: &str, kind: &str, bytes: &[u8]) -> Result<T, InputError> {
-    serde_json::from_slice(bytes).map_err(|e| bad(file, format!("malformed {kind}: {e}")))
+    // Validated once as a whole, the text's strings need no validation each (as from a slice).
+    let text = std::str::from_utf8(bytes).map_err(|e| bad(file, format!("malformed {kind}: not UTF-8: {e}")))?;
+    serde_json::from_str(text).map_err(|e| bad(file, format!("malformed {kind}: {e}")))
 }
 
 fn is_json(bytes: &[u8]) -> bool {

@@ -256,11 +256,17 @@ pub struct Plan {
 /// The planner: verdicts, placement, phases.
 #[must_use]
 pub fn plan(inputs: &Inputs, policy: &Policy) -> Plan {
-    let model = model::Model::build(inputs);
+    let started = std::time::Instant::now();
+    let records = inputs.as_records();
+    let model = model::Model::build(records.as_ref().unwrap_or(inputs));
+    tracing::debug!(elapsed = ?started.elapsed(), "model built");
     let workloads = rules::judge_workloads(&model, policy);
+    tracing::debug!(elapsed = ?started.elapsed(), "workloads judged");
     let service_accounts = rules::judge_service_accounts(&model, &workloads, policy);
+    tracing::debug!(elapsed = ?started.elapsed(), "service accounts judged");
     let changes = placement::changes(&model, &workloads, &service_accounts);
     let phases = placement::phases(&changes, policy);
+    tracing::debug!(elapsed = ?started.elapsed(), "changes placed");
     Plan { generated_at: policy.now, workloads, service_accounts, changes, phases }
 }
 

@@ -3,7 +3,12 @@
 //! that ran for them (with the node that reported it), the nodes' agents and when each last
 //! proved alive, and the use by workloads that no longer exist.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Hash maps keyed by the cluster's names and UIDs, hundreds of thousands of them: a fast
+/// (randomly seeded) hash rather than the default `SipHash`.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use k8s_openapi::{api::core::v1::PodSpec, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use time::OffsetDateTime;
@@ -28,24 +33,23 @@ pub(super) struct Entry<'a> {
     pub e: &'a ContainerEvidence,
 }
 
-/// A container a current pod runs or ran, as its status says.
-pub(super) type Expected = super::records::StatusContainer;
-
-/// A current pod of a workload.
+/// A current pod of a workload: its record (fields read through it), its revision and its
+/// evidence.
 #[derive(Debug, Clone)]
 pub(super) struct PodView<'a> {
-    pub name: String,
-    pub node: Option<String>,
-    pub has_automount_volume: bool,
-    pub phase: Option<String>,
+    pub record: &'a PodRecord,
     /// Its pod template revision (see [`crate::k8s::revision`]).
     pub revision: Option<String>,
-    /// Regular containers. `None`: the pod has no status to tell (offline inputs without it):
-    /// the spec's names are matched instead.
-    pub containers: Option<Vec<Expected>>,
-    pub spec_containers: Vec<String>,
     /// Evidence entries of its containers, from any node.
     pub entries: Vec<Entry<'a>>,
+}
+
+impl std::ops::Deref for PodView<'_> {
+    type Target = PodRecord;
+
+    fn deref(&self) -> &PodRecord {
+        self.record
+    }
 }
 
 impl PodView<'_> {
@@ -198,7 +202,7 @@ type PodsBy<'p> = HashMap<WorkloadRef, Vec<&'p PodRecord>>;
 type NewestReplicaSets<'r> = HashMap<(&'r str, &'r str), (u64, &'r str)>;
 
 fn newest_replica_sets<'r>(replica_sets: impl Iterator<Item = &'r ReplicaSetRecord>) -> NewestReplicaSets<'r> {
-    let mut newest: NewestReplicaSets<'r> = HashMap::new();
+    let mut newest: NewestReplicaSets<'r> = HashMap::default();
     for rs in replica_sets {
         let (Some(owner), Some(n), Some(hash)) = (&rs.controller, rs.revision, rs.pod_template_hash.as_deref()) else {
             continue;
@@ -248,49 +252,13 @@ fn daemon_set_revision(inputs: &Inputs, d: &k8s_openapi::api::apps::v1::DaemonSe
     }
 }
 
-/// Every pod, `ReplicaSet` and Deployment of the inputs as records: the typed objects' and
-/// those reduced as they were read.
-struct Records<'a> {
-    pods: Vec<PodRecord>,
-    replica_sets: Vec<ReplicaSetRecord>,
-    deployments: Vec<DeploymentRecord>,
-    inputs: &'a Inputs,
-}
-
-impl<'a> Records<'a> {
-    fn new(inputs: &'a Inputs) -> Self {
-        Self {
-            pods: inputs.pods.iter().filter_map(PodRecord::of).collect(),
-            replica_sets: inputs.replica_sets.iter().filter_map(ReplicaSetRecord::of).collect(),
-            deployments: inputs.deployments.iter().map(DeploymentRecord::of).collect(),
-            inputs,
-        }
-    }
-
-    fn pods(&self) -> impl Iterator<Item = &PodRecord> {
-        self.pods.iter().chain(&self.inputs.pod_records)
-    }
-
-    fn replica_sets(&self) -> impl Iterator<Item = &ReplicaSetRecord> {
-        self.replica_sets.iter().chain(&self.inputs.replica_set_records)
-    }
-
-    fn deployments(&self) -> impl Iterator<Item = &DeploymentRecord> {
-        self.deployments.iter().chain(&self.inputs.deployment_records)
-    }
-}
-
 impl<'a> Model<'a> {
     /// The workloads the objects declare.
-    fn declared(
-        inputs: &'a Inputs,
-        records: &Records<'_>,
-        pods_by: &PodsBy<'_>,
-    ) -> BTreeMap<WorkloadRef, WorkloadView<'a>> {
+    fn declared(inputs: &'a Inputs, pods_by: &PodsBy<'_>) -> BTreeMap<WorkloadRef, WorkloadView<'a>> {
         let mut workloads: BTreeMap<WorkloadRef, WorkloadView<'a>> = BTreeMap::new();
         let pods_of = |r: &WorkloadRef| pods_by.get(r).map(Vec::as_slice).unwrap_or_default();
-        let newest = newest_replica_sets(records.replica_sets());
-        for d in records.deployments() {
+        let newest = newest_replica_sets(inputs.replica_set_records.iter());
+        for d in &inputs.deployment_records {
             let r = WorkloadRef::new(
                 &d.namespace,
                 &crate::evidence::Workload { kind: "Deployment".into(), name: d.name.clone() },
@@ -346,30 +314,28 @@ impl<'a> Model<'a> {
         workloads
     }
 
+    /// The model of inputs whose pods, `ReplicaSet`s and Deployments are all records (see
+    /// [`Inputs::as_records`]).
     pub(super) fn build(inputs: &'a Inputs) -> Self {
-        let records = Records::new(inputs);
+        debug_assert!(inputs.pods.is_empty() && inputs.replica_sets.is_empty() && inputs.deployments.is_empty());
         let mut owners = OwnerIndex::default();
-        for rs in records.replica_sets() {
+        for rs in &inputs.replica_set_records {
             let controller = rs.controller.as_ref().map(|c| (c.kind.as_str(), c.name.as_str()));
             owners.insert_controller("ReplicaSet", &rs.namespace, &rs.name, controller);
         }
         for j in &inputs.jobs {
             owners.insert_job(j);
         }
-        let controller = |p: &'_ PodRecord| -> Option<(String, String)> {
-            p.controller.as_ref().map(|c| (c.kind.clone(), c.name.clone()))
-        };
-        let mut pods_by: PodsBy<'_> = HashMap::new();
-        for pod in records.pods() {
-            let c = controller(pod);
-            let workload =
-                owners.workload_of(&pod.namespace, &pod.name, c.as_ref().map(|(k, n)| (k.as_str(), n.as_str())));
+        let mut pods_by: PodsBy<'a> = HashMap::default();
+        for pod in &inputs.pod_records {
+            let c = pod.controller.as_ref().map(|c| (c.kind.as_str(), c.name.as_str()));
+            let workload = owners.workload_of(&pod.namespace, &pod.name, c);
             pods_by.entry(WorkloadRef::new(&pod.namespace, &workload)).or_default().push(pod);
         }
-        let mut workloads = Self::declared(inputs, &records, &pods_by);
+        let mut workloads = Self::declared(inputs, &pods_by);
 
         let nodes = nodes(inputs);
-        let mut by_uid: HashMap<&str, Vec<Entry<'a>>> = HashMap::new();
+        let mut by_uid: HashMap<&str, Vec<Entry<'a>>> = HashMap::default();
         for ev in &inputs.evidence {
             for c in &ev.containers {
                 if let Some(uid) = c.pod_uid.as_deref() {
@@ -378,7 +344,7 @@ impl<'a> Model<'a> {
             }
         }
 
-        let mut current: HashSet<&str> = HashSet::new();
+        let mut current: HashSet<&str> = HashSet::default();
         for (r, pods) in pods_by {
             let v = workloads.entry(r.clone()).or_insert_with(|| {
                 let facts = pods.first().map_or_else(|| TemplateFacts::of(None), |p| p.template.clone());
@@ -405,13 +371,8 @@ impl<'a> Model<'a> {
                     })
                 });
                 v.pods.push(PodView {
-                    name: pod.name.clone(),
-                    node: pod.node.clone(),
-                    has_automount_volume: pod.has_automount_volume,
-                    phase: pod.phase.clone(),
+                    record: pod,
                     revision,
-                    containers: pod.containers.clone(),
-                    spec_containers: pod.spec_containers.clone(),
                     entries: by_uid.get(pod.uid.as_str()).cloned().unwrap_or_default(),
                 });
             }
@@ -443,7 +404,7 @@ impl<'a> Model<'a> {
 /// Each node's agent and when it last proved alive: its Lease when there is one, else its
 /// evidence's `generatedAt`.
 fn nodes(inputs: &Inputs) -> HashMap<&str, NodeView<'_>> {
-    let mut nodes: HashMap<&str, NodeView<'_>> = HashMap::new();
+    let mut nodes: HashMap<&str, NodeView<'_>> = HashMap::default();
     for ev in &inputs.evidence {
         let interval = ev.agent.publish_interval_seconds.unwrap_or(60);
         nodes.insert(

@@ -213,6 +213,8 @@ impl DeploymentRecord {
 /// turned into a (sparse) typed Pod, so the record is made by the same function as from a
 /// full one.
 pub mod lean {
+    use k8s_openapi::api::core::v1::{ExecAction, LifecycleHandler, ProjectedVolumeSource, SecretVolumeSource};
+
     use super::{
         BTreeMap, Container, ContainerStatus, Deserialize, Lifecycle, ObjectMeta, OwnerReference, Pod, PodSpec,
         PodStatus, Probe, Volume, VolumeMount,
@@ -232,11 +234,31 @@ pub mod lean {
     #[serde(rename_all = "camelCase", default)]
     struct LeanContainer {
         name: String,
-        liveness_probe: Option<Probe>,
-        readiness_probe: Option<Probe>,
-        startup_probe: Option<Probe>,
-        lifecycle: Option<Lifecycle>,
+        liveness_probe: Option<LeanHandler>,
+        readiness_probe: Option<LeanHandler>,
+        startup_probe: Option<LeanHandler>,
+        lifecycle: Option<LeanLifecycle>,
         volume_mounts: Option<Vec<VolumeMount>>,
+    }
+
+    /// A probe or a lifecycle hook: whether it execs is all the record reads.
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct LeanHandler {
+        exec: Option<serde::de::IgnoredAny>,
+    }
+
+    impl LeanHandler {
+        fn exec(&self) -> Option<ExecAction> {
+            self.exec.map(|_| ExecAction::default())
+        }
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase", default)]
+    struct LeanLifecycle {
+        post_start: Option<LeanHandler>,
+        pre_stop: Option<LeanHandler>,
     }
 
     #[derive(Deserialize, Default)]
@@ -247,7 +269,28 @@ pub mod lean {
         automount_service_account_token: Option<bool>,
         containers: Vec<LeanContainer>,
         init_containers: Option<Vec<LeanContainer>>,
-        volumes: Option<Vec<Volume>>,
+        volumes: Option<Vec<LeanVolume>>,
+    }
+
+    /// A volume: its name, its projections, whether it is a Secret's (all the record reads;
+    /// the typed `Volume` is large to move about).
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct LeanVolume {
+        name: String,
+        projected: Option<ProjectedVolumeSource>,
+        secret: Option<serde::de::IgnoredAny>,
+    }
+
+    impl From<LeanVolume> for Volume {
+        fn from(v: LeanVolume) -> Self {
+            Self {
+                name: v.name,
+                projected: v.projected,
+                secret: v.secret.map(|_| SecretVolumeSource::default()),
+                ..Self::default()
+            }
+        }
     }
 
     #[derive(Deserialize, Default)]
@@ -328,12 +371,19 @@ pub mod lean {
     }
 
     fn container(c: LeanContainer) -> Container {
+        let probe = |p: Option<LeanHandler>| p.map(|p| Probe { exec: p.exec(), ..Probe::default() });
+        let hook =
+            |h: Option<LeanHandler>| h.map(|h| LifecycleHandler { exec: h.exec(), ..LifecycleHandler::default() });
         Container {
             name: c.name,
-            liveness_probe: c.liveness_probe,
-            readiness_probe: c.readiness_probe,
-            startup_probe: c.startup_probe,
-            lifecycle: c.lifecycle,
+            liveness_probe: probe(c.liveness_probe),
+            readiness_probe: probe(c.readiness_probe),
+            startup_probe: probe(c.startup_probe),
+            lifecycle: c.lifecycle.map(|l| Lifecycle {
+                post_start: hook(l.post_start),
+                pre_stop: hook(l.pre_stop),
+                ..Lifecycle::default()
+            }),
             volume_mounts: c.volume_mounts,
             ..Container::default()
         }
@@ -355,7 +405,7 @@ pub mod lean {
                 automount_service_account_token: s.automount_service_account_token,
                 containers: s.containers.into_iter().map(container).collect(),
                 init_containers: s.init_containers.map(|c| c.into_iter().map(container).collect()),
-                volumes: s.volumes,
+                volumes: s.volumes.map(|v| v.into_iter().map(Volume::from).collect()),
                 ..Self::default()
             }
         }
@@ -413,13 +463,28 @@ mod tests {
 
     #[test]
     fn lean_and_full_reading_make_the_same_record() {
-        for pod in
-            [rich(), json!({"metadata": {"uid": "u"}}), json!({"metadata": {"uid": "u"}, "spec": {"containers": []}})]
-        {
+        let bound = json!({"metadata": {"uid": "u-2"}, "spec": {"containers": [{"name": "app",
+                "livenessProbe": {"httpGet": {"path": "/", "port": 80}}, "startupProbe": {"exec": null},
+                "lifecycle": {"preStop": {"httpGet": {"port": 80}}},
+                "volumeMounts": [{"name": "kube-api-access-x1y2z", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+            "volumes": [{"name": "kube-api-access-x1y2z", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
+                {"name": "cache", "emptyDir": {}}]}});
+        for pod in [
+            rich(),
+            bound.clone(),
+            json!({"metadata": {"uid": "u"}}),
+            json!({"metadata": {"uid": "u"}, "spec": {"containers": []}}),
+        ] {
             let full: Pod = serde_json::from_value(pod.clone()).expect("full");
             let lean: Pod = serde_json::from_value::<lean::LeanPod>(pod).expect("lean").into();
             assert_eq!(PodRecord::of(&lean), PodRecord::of(&full));
         }
+        let b = PodRecord::of(&Pod::from(serde_json::from_value::<lean::LeanPod>(bound).expect("lean"))).expect("uid");
+        assert!(b.has_automount_volume, "the kube-api-access projected volume");
+        assert!(!b.template.exec_hooks, "HTTP probes and hooks, and a null exec, do not exec");
         let r = PodRecord::of(&Pod::from(serde_json::from_value::<lean::LeanPod>(rich()).expect("lean"))).expect("uid");
         assert!(r.has_automount_volume, "the legacy token Secret mounted at the service-account path");
         assert!(r.template.exec_hooks);

@@ -526,8 +526,20 @@ fn summary(
     }
 }
 
+/// Every workload's verdict, in the model's order; judged on every core (each verdict depends on
+/// its workload and the model only).
 pub(super) fn judge_workloads(model: &Model<'_>, policy: &Policy) -> Vec<WorkloadReport> {
-    model.workloads.values().map(|v| judge(model, v, policy)).collect()
+    let views: Vec<&WorkloadView<'_>> = model.workloads.values().collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // Small inputs are not worth a thread.
+    let per_thread = views.len().div_ceil(threads).max(1024);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = views
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(|v| judge(model, v, policy)).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// Use by workloads that are gone, per (namespace, ServiceAccount), within the retention window.

@@ -70,7 +70,8 @@ fn blind(model: &Model<'_>, node: Option<&str>, policy: &Policy) -> Option<Strin
 /// The regressions, and the token-less pods that could not be verified.
 #[must_use]
 pub fn verify(inputs: &Inputs, policy: &Policy) -> Verification {
-    let model = Model::build(inputs);
+    let records = inputs.as_records();
+    let model = Model::build(records.as_ref().unwrap_or(inputs));
     let mut regressions = Vec::new();
     let mut unverified = Vec::new();
     for v in model.workloads.values() {

@@ -49,12 +49,24 @@ pub fn in_order(
 /// # Errors
 /// Serialization errors (not expected).
 pub fn structured<T: Serialize>(value: &T, format: Format) -> Result<String, serde_json::Error> {
+    let mut out = Vec::new();
+    write_structured(&mut out, value, format)?;
+    String::from_utf8(out).map_err(serde::ser::Error::custom)
+}
+
+/// [`structured`], written to `out` as it is made (a big plan is never held as text).
+///
+/// # Errors
+/// Write and serialization errors.
+pub fn write_structured<T: Serialize>(
+    mut out: impl std::io::Write,
+    value: &T,
+    format: Format,
+) -> Result<(), serde_json::Error> {
     if format == Format::Yaml {
-        serde_yaml::to_string(value).map_err(serde::ser::Error::custom)
+        serde_yaml::to_writer(out, value).map_err(serde::ser::Error::custom)
     } else {
-        serde_json::to_string_pretty(value).map(|mut s| {
-            s.push('\n');
-            s
-        })
+        serde_json::to_writer_pretty(&mut out, value)?;
+        out.write_all(b"\n").map_err(serde_json::Error::io)
     }
 }
