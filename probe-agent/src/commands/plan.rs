@@ -86,13 +86,13 @@ impl Source {
         for file in &self.evidence {
             let started = std::time::Instant::now();
             exports.extend(plan::inputs::read_evidence_file(file)?);
-            tracing::debug!(file = %file.display(), elapsed = ?started.elapsed(), "evidence read");
+            tracing::debug!(file = %file.display(), elapsed = ?started.elapsed(), rss_mib = plan::rss_mib(), "evidence read");
         }
         inputs.evidence = plan::inputs::merge_evidence(exports);
         for file in &self.objects {
             let started = std::time::Instant::now();
             let used = plan::inputs::read_objects_file(file, &mut inputs)?;
-            tracing::debug!(file = %file.display(), used, elapsed = ?started.elapsed(), "objects read");
+            tracing::debug!(file = %file.display(), used, elapsed = ?started.elapsed(), rss_mib = plan::rss_mib(), "objects read");
             if used == 0 {
                 tracing::warn!(file = %file.display(), "no pods, service accounts or workloads in it");
             }
@@ -177,7 +177,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     args.judgement.apply(&mut policy);
     let started = std::time::Instant::now();
     let plan = plan::plan(&inputs, &policy);
-    tracing::debug!(elapsed = ?started.elapsed(), workloads = plan.workloads.len(), "planned");
+    tracing::debug!(elapsed = ?started.elapsed(), workloads = plan.workloads.len(), rss_mib = plan::rss_mib(), "planned");
     let started = std::time::Instant::now();
     // The inputs are freed while the plan is written (a big cluster's take a while to free).
     let freeing = std::thread::spawn(move || drop(inputs));

@@ -253,20 +253,33 @@ pub struct Plan {
     pub phases: Vec<Phase>,
 }
 
+/// This process's resident memory in MiB (`VmRSS`), for the planner's debug log; 0 where
+/// `/proc` does not tell.
+#[must_use]
+pub fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
 /// The planner: verdicts, placement, phases.
 #[must_use]
 pub fn plan(inputs: &Inputs, policy: &Policy) -> Plan {
     let started = std::time::Instant::now();
     let records = inputs.as_records();
     let model = model::Model::build(records.as_ref().unwrap_or(inputs));
-    tracing::debug!(elapsed = ?started.elapsed(), "model built");
+    tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "model built");
     let workloads = rules::judge_workloads(&model, policy);
-    tracing::debug!(elapsed = ?started.elapsed(), "workloads judged");
+    tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "workloads judged");
     let service_accounts = rules::judge_service_accounts(&model, &workloads, policy);
-    tracing::debug!(elapsed = ?started.elapsed(), "service accounts judged");
+    tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "service accounts judged");
     let changes = placement::changes(&model, &workloads, &service_accounts);
     let phases = placement::phases(&changes, policy);
-    tracing::debug!(elapsed = ?started.elapsed(), "changes placed");
+    tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "changes placed");
     Plan { generated_at: policy.now, workloads, service_accounts, changes, phases }
 }
 

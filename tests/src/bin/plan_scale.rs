@@ -47,6 +47,7 @@ struct Args {
 }
 
 const BASELINE_ARG: &str = "--baseline-child";
+const FLOOR_ARG: &str = "--floor-child";
 const REPLICAS: u32 = 10;
 const DEPLOYMENTS_PER_NAMESPACE: u32 = 20;
 const ACCOUNTS_PER_NAMESPACE: u32 = 5;
@@ -57,6 +58,9 @@ fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().collect();
     if raw.get(1).map(String::as_str) == Some(BASELINE_ARG) {
         return baseline(&raw[2..]);
+    }
+    if raw.get(1).map(String::as_str) == Some(FLOOR_ARG) && raw.len() > 2 {
+        return floor(&raw[2], &raw[3..]);
     }
     let args = Args::parse();
     let Some(agent) = args.agent.clone().or_else(|| std::env::var_os("TOKENPROBE_AGENT_BIN").map(PathBuf::from)) else {
@@ -86,10 +90,17 @@ fn main() -> ExitCode {
         for f in &files.objects {
             plan.arg("--objects").arg(f);
         }
+        let floor_of = |what: &str| {
+            let mut c = Command::new(std::env::current_exe().expect("own path"));
+            c.arg(FLOOR_ARG).arg(what).args(files.all());
+            c
+        };
         let base = measure(&mut baseline);
+        let scan = measure(&mut floor_of("scan"));
+        let skip = measure(&mut floor_of("skip"));
         let planned = measure(&mut plan);
-        report(&args, nodes, &files, &base, &planned);
-        if !(base.ok && planned.ok) {
+        report(&args, nodes, &files, &base, &[&scan, &skip], &planned);
+        if !(base.ok && scan.ok && skip.ok && planned.ok) {
             return ExitCode::FAILURE;
         }
     }
@@ -146,7 +157,7 @@ fn measure(cmd: &mut Command) -> Measured {
 }
 
 #[expect(clippy::cast_precision_loss, reason = "sizes for display")]
-fn report(args: &Args, nodes: u32, files: &Files, base: &Measured, plan: &Measured) {
+fn report(args: &Args, nodes: u32, files: &Files, base: &Measured, floors: &[&Measured; 2], plan: &Measured) {
     let mib = |kib: i64| kib as f64 / 1024.0;
     let bytes = files.bytes();
     let per_pod = files.pod_bytes / files.pods.max(1);
@@ -155,6 +166,8 @@ fn report(args: &Args, nodes: u32, files: &Files, base: &Measured, plan: &Measur
             "{}",
             json!({"bench": "plan-scale", "nodes": nodes, "pods": files.pods, "bytes": bytes, "podBytesMean": per_pod,
                 "baseline": {"seconds": base.wall.as_secs_f64(), "cpuSeconds": base.cpu.as_secs_f64(), "maxRssMiB": mib(base.max_rss_kib)},
+                "floorScan": {"seconds": floors[0].wall.as_secs_f64(), "cpuSeconds": floors[0].cpu.as_secs_f64(), "maxRssMiB": mib(floors[0].max_rss_kib)},
+                "floorSkip": {"seconds": floors[1].wall.as_secs_f64(), "cpuSeconds": floors[1].cpu.as_secs_f64(), "maxRssMiB": mib(floors[1].max_rss_kib)},
                 "plan": {"seconds": plan.wall.as_secs_f64(), "cpuSeconds": plan.cpu.as_secs_f64(), "maxRssMiB": mib(plan.max_rss_kib)}})
         );
         return;
@@ -165,7 +178,12 @@ fn report(args: &Args, nodes: u32, files: &Files, base: &Measured, plan: &Measur
         files.pods,
         bytes as f64 / 1e6
     );
-    for (what, m) in [("baseline: read + parse to JSON values", base), ("probe-agent plan", plan)] {
+    for (what, m) in [
+        ("baseline: read + parse to JSON values", base),
+        ("floor: read + find the objects", floors[0]),
+        ("floor: + skip-parse each (serde_json)", floors[1]),
+        ("probe-agent plan", plan),
+    ] {
         println!(
             "  {what:<40} {:>7.2} s wall {:>7.2} s CPU {:>8.0} MiB peak RSS",
             m.wall.as_secs_f64(),
@@ -196,6 +214,38 @@ fn baseline(files: &[String]) -> ExitCode {
         }
     }
     println!("{items}");
+    ExitCode::SUCCESS
+}
+
+/// What any reader of these files pays before it keeps anything, on every core as the planner
+/// reads: `scan`, finding each object of the files (the planner's own scanner); `skip`, that and
+/// a JSON parser's pass over each object that keeps nothing (`serde::de::IgnoredAny`).
+fn floor(what: &str, files: &[String]) -> ExitCode {
+    let skip = what == "skip";
+    let mut objects = 0usize;
+    for f in files {
+        let read = std::fs::File::open(f).map_err(|e| e.to_string()).and_then(|file| {
+            probe_agent::plan::stream::par_map_objects(
+                file,
+                |o| {
+                    if skip {
+                        serde_json::from_slice::<serde::de::IgnoredAny>(o.bytes).map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                },
+                |()| {
+                    objects += 1;
+                    Ok(())
+                },
+            )
+            .map_err(|e| e.to_string())
+        });
+        if let Err(e) = read {
+            eprintln!("floor: {f}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("{objects}");
     ExitCode::SUCCESS
 }
 
