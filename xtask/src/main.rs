@@ -41,8 +41,9 @@ enum Task {
     /// The privileged tests inside qemu on stock Debian kernels, with and without the BPF LSM.
     VmTest(vm::VmArgs),
     /// Benchmarks: the agent's pure work and the planner (criterion), then what the attached
-    /// programs cost every open and connect on the node, side by side with them detached (root).
-    Bench,
+    /// programs cost every open and connect on the node, side by side with them detached, the
+    /// lsm and fentry modes inside qemu, and the planner at 1,000 and 5,000 nodes (root).
+    Bench(test::BenchArgs),
     /// The agent's OCI image archive (a static musl binary on an empty base), in the cache.
     Image,
     /// A real kube-apiserver (Debian's 1.20 source, built once) on 127.0.0.1 for the tests.
@@ -72,9 +73,9 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             test::vm(&args)
         }
-        Task::Bench => {
+        Task::Bench(args) => {
             setup::run()?;
-            test::bench()
+            test::bench(&args)
         }
         Task::Image => {
             setup::run()?;

@@ -236,13 +236,25 @@ pub fn lint() -> anyhow::Result<()> {
     ]))
 }
 
-pub fn bench() -> anyhow::Result<()> {
-    cmd::run(cargo().args(["bench", "--package", "probe-agent", "--bench", "agent"]))?;
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Only the lsm and fentry arms inside qemu.
+    #[arg(long)]
+    pub vm_only: bool,
+    /// Skip the lsm and fentry arms inside qemu (a few minutes of emulation per kernel).
+    #[arg(long, conflicts_with = "vm_only")]
+    pub no_vm: bool,
+    /// Rounds and operations per batch inside qemu.
+    #[arg(long, default_value_t = 4)]
+    pub vm_rounds: u32,
+    #[arg(long, default_value_t = 4000)]
+    pub vm_ops: u32,
+}
+
+pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the overhead benchmark attaches programs: run it as root");
     }
-    // The binary users run: the static release build the image ships.
-    let agent = crate::image::static_agent()?;
     let overhead = binary_path(
         cargo().args([
             "build",
@@ -255,7 +267,17 @@ pub fn bench() -> anyhow::Result<()> {
         ]),
         "tokenprobe-overhead",
     )?;
-    cmd::run(Command::new(overhead).env("TOKENPROBE_AGENT_BIN", &agent))?;
+    if args.vm_only {
+        crate::vm::bench(&cache_dir(), &overhead, args.vm_rounds, args.vm_ops)?;
+        return Ok(());
+    }
+    cmd::run(cargo().args(["bench", "--package", "probe-agent", "--bench", "agent"]))?;
+    // The binary users run: the static release build the image ships.
+    let agent = crate::image::static_agent()?;
+    cmd::run(Command::new(&overhead).env("TOKENPROBE_AGENT_BIN", &agent))?;
+    if !args.no_vm {
+        crate::vm::bench(&cache_dir(), &overhead, args.vm_rounds, args.vm_ops)?;
+    }
     let scale = binary_path(
         cargo().args([
             "build",

@@ -140,12 +140,24 @@ mount -t cgroup2 none /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 ip link set lo up
 filter=""
+run=privileged
+rounds=4
+ops=4000
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in tokenprobe.filter=*) filter="${arg#tokenprobe.filter=}";; esac
+  case "$arg" in
+    tokenprobe.filter=*) filter="${arg#tokenprobe.filter=}";;
+    tokenprobe.run=*) run="${arg#tokenprobe.run=}";;
+    tokenprobe.rounds=*) rounds="${arg#tokenprobe.rounds=}";;
+    tokenprobe.ops=*) ops="${arg#tokenprobe.ops=}";;
+  esac
 done
 echo "TOKENPROBE-KERNEL $(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
 echo TOKENPROBE-BEGIN
-TOKENPROBE_AGENT_BIN=/bin/probe-agent CI=true /bin/privileged $filter
+if [ "$run" = overhead ]; then
+  /bin/overhead --vm --no-footprint --rounds "$rounds" --ops "$ops" 2>&1
+else
+  TOKENPROBE_AGENT_BIN=/bin/probe-agent CI=true /bin/privileged $filter
+fi
 echo "TOKENPROBE-EXIT=$?"
 poweroff -f
 "#;
@@ -156,12 +168,12 @@ fn shared_libs(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(text.lines().filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/'))).map(PathBuf::from).collect())
 }
 
-/// Builds the initramfs: busybox, the test and agent binaries (debug info stripped) and their
-/// libraries, and `/init`.
-fn initramfs(cache: &Path, suite: &Path, agent: &Path) -> anyhow::Result<PathBuf> {
+/// Builds the initramfs `name`: busybox, `binaries` (as `/bin/<name>`, debug info stripped)
+/// and their libraries, and `/init`.
+fn initramfs(cache: &Path, name: &str, binaries: &[(&str, &Path)]) -> anyhow::Result<PathBuf> {
     let dir = cache.join("vm");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("initramfs.cpio");
+    let path = dir.join(name);
     let file = std::fs::File::create(&path)?;
     let mut cpio = Cpio::new(std::io::BufWriter::new(file));
     for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "run", "var", "lib", "lib64", "usr", "usr/lib"] {
@@ -176,7 +188,7 @@ fn initramfs(cache: &Path, suite: &Path, agent: &Path) -> anyhow::Result<PathBuf
     // `/init` is a shell script: the shell must exist before it installs the other applets.
     cpio.symlink("bin/sh", "busybox")?;
     let mut libs = std::collections::BTreeSet::new();
-    for (name, binary) in [("privileged", suite), ("probe-agent", agent)] {
+    for &(name, binary) in binaries {
         let stripped = dir.join(name);
         cmd::run(Command::new("objcopy").arg("--strip-debug").arg(binary).arg(&stripped))?;
         cpio.file(&format!("bin/{name}"), 0o755, &std::fs::read(&stripped)?)?;
@@ -219,6 +231,8 @@ struct Boot {
     exit: Option<i32>,
     log: PathBuf,
     seconds: u64,
+    /// What the guest's program printed (between the begin and exit markers).
+    output: Vec<String>,
 }
 
 /// Parses the suite's lines: `test <name> ... ok|FAILED|SKIPPED: reason`.
@@ -237,17 +251,19 @@ fn parse_result(line: &str) -> Option<(String, Outcome)> {
     Some((name.to_owned(), outcome))
 }
 
+/// Boots `kernel` with `initrd`; `options` go on the kernel command line for `/init`
+/// (`tokenprobe.filter=…`, `tokenprobe.run=overhead`, …).
 fn boot(
     kernel: &Kernel,
     variant: &'static str,
     lsm: &str,
     initrd: &Path,
-    filter: Option<&str>,
+    options: &[String],
     logs: &Path,
 ) -> anyhow::Result<Boot> {
     let mut append = format!("console=ttyS0 panic=-1 quiet lsm={lsm}");
-    if let Some(f) = filter {
-        write!(append, " tokenprobe.filter={f}")?;
+    for o in options {
+        write!(append, " {o}")?;
     }
     let log_path = logs.join(format!("{}-{variant}.log", kernel.label));
     let mut log = std::fs::File::create(&log_path)?;
@@ -279,6 +295,8 @@ fn boot(
     });
     let mut results = BTreeMap::new();
     let mut exit = None;
+    let mut output = Vec::new();
+    let mut begun = false;
     loop {
         let left = BOOT_TIMEOUT.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
@@ -287,6 +305,11 @@ fn boot(
                 writeln!(log, "{line}")?;
                 if let Some(code) = line.split("TOKENPROBE-EXIT=").nth(1).map(str::trim) {
                     exit = code.parse().ok();
+                    begun = false;
+                } else if begun {
+                    output.push(line.clone());
+                } else if line.ends_with("TOKENPROBE-BEGIN") {
+                    begun = true;
                 }
                 if let Some(at) = line.find("TOKENPROBE-KERNEL") {
                     // The first line carries the firmware's terminal escapes before it.
@@ -331,6 +354,7 @@ fn boot(
         exit,
         log: log_path,
         seconds: start.elapsed().as_secs(),
+        output,
     })
 }
 
@@ -408,13 +432,14 @@ pub fn run(cache: &Path, suite: &Path, agent: &Path, args: &VmArgs) -> anyhow::R
     if kernels.is_empty() {
         bail!("no kernel matches --kernel {:?}", args.kernel);
     }
-    let initrd = initramfs(cache, suite, agent)?;
+    let initrd = initramfs(cache, "initramfs.cpio", &[("privileged", suite), ("probe-agent", agent)])?;
     let logs = cache.join("vm/logs");
     std::fs::create_dir_all(&logs)?;
+    let options: Vec<String> = args.filter.iter().map(|f| format!("tokenprobe.filter={f}")).collect();
     let mut boots = Vec::new();
     for kernel in &kernels {
         for (variant, lsm) in BOOTS {
-            boots.push(boot(kernel, variant, lsm, &initrd, args.filter.as_deref(), &logs)?);
+            boots.push(boot(kernel, variant, lsm, &initrd, &options, &logs)?);
         }
     }
     println!("\nkernel matrix (logs in {}):\n{}", logs.display(), matrix(&boots));
@@ -431,6 +456,35 @@ pub fn run(cache: &Path, suite: &Path, agent: &Path, args: &VmArgs) -> anyhow::R
     }
     println!("vm-test: {passed} passed, {failed} failed, {skipped} skipped");
     if problems.is_empty() { Ok(()) } else { bail!("the kernel matrix found {} problem(s)", problems.len()) }
+}
+
+/// The overhead benchmark's `lsm` and `fentry` arms (and their floors), inside qemu on each
+/// kernel of the matrix booted with the BPF LSM: under TCG emulation only ratios to each mode's
+/// own floor mean anything. Prints each guest's report; returns them.
+pub fn bench(cache: &Path, overhead: &Path, rounds: u32, ops: u32) -> anyhow::Result<Vec<String>> {
+    apt::ensure_tools(&[
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+        ("objcopy", "binutils"),
+    ])?;
+    let kernels: Vec<Kernel> = KERNELS.iter().map(|spec| kernel(cache, spec)).collect::<anyhow::Result<_>>()?;
+    let initrd = initramfs(cache, "initramfs-bench.cpio", &[("overhead", overhead)])?;
+    let logs = cache.join("vm/logs");
+    std::fs::create_dir_all(&logs)?;
+    let options =
+        ["tokenprobe.run=overhead".to_owned(), format!("tokenprobe.rounds={rounds}"), format!("tokenprobe.ops={ops}")];
+    let (variant, lsm) = BOOTS[0];
+    let mut reports = Vec::new();
+    for kernel in &kernels {
+        let b = boot(kernel, variant, lsm, &initrd, &options, &logs)?;
+        let report = b.output.join("\n");
+        println!("\noverhead inside qemu (TCG), kernel {} ({variant}, {} s):\n{report}", b.kernel, b.seconds);
+        if b.exit != Some(0) {
+            bail!("the benchmark did not finish in the guest (exit {:?}); see {}", b.exit, b.log.display());
+        }
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]
@@ -460,6 +514,7 @@ mod tests {
             exit: Some(0),
             log: PathBuf::from("/x.log"),
             seconds: 1,
+            output: Vec::new(),
         };
         boot.results.insert("file/lsm/a".into(), Outcome::Skipped("EPERM".into()));
         boot.results.insert("file/fentry/a".into(), Outcome::Passed);

@@ -167,8 +167,11 @@ impl Report {
                     let floor_cost = self
                         .paired(floor, Arm::Detached, op)
                         .map_or_else(String::new, |f| format!("; floor over detached {}", f.text()));
+                    // Under emulation (the VM matrix) only this ratio means anything.
+                    let ratio =
+                        self.ratio(arm, floor, op).map_or_else(String::new, |r| format!(" = {r:.3}× the floor"));
                     println!(
-                        "  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}){floor_cost}",
+                        "  {:<36} {:<32} {:>+8.0} ({:+.0} to {:+.0}){ratio}{floor_cost}",
                         arm.name(),
                         op.name(),
                         d.median,
