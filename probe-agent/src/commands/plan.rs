@@ -187,6 +187,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         Format::Patch => output::patches(&plan),
         Format::Script => output::script(&plan),
         Format::Policyreport => output::policy_reports(&plan),
+        Format::Openreport => output::open_reports(&plan),
         Format::Plan => output::markdown(&plan),
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());

@@ -1,4 +1,4 @@
-//! The planner's outputs (`-o table|json|yaml|patch|script|policyreport|plan`).
+//! The planner's outputs (`-o table|json|yaml|patch|script|policyreport|openreport|plan`).
 
 mod kubectl;
 mod report;
@@ -7,7 +7,7 @@ mod table;
 use serde::Serialize;
 
 pub use self::kubectl::{EVIDENCE_ANNOTATION, patch_body, patches, patches_of, rollback_script, script};
-pub use self::report::{markdown, policy_reports};
+pub use self::report::{markdown, open_reports, policy_reports};
 pub use self::table::{audit_table, plan_table, verify_table};
 
 /// `-o`.
@@ -23,6 +23,8 @@ pub enum Format {
     Script,
     /// wgpolicyk8s.io/v1alpha2 PolicyReports, one per namespace.
     Policyreport,
+    /// openreports.io/v1alpha1 Reports (PolicyReport's successor), one per namespace.
+    Openreport,
     /// The phased migration plan (Markdown).
     Plan,
 }

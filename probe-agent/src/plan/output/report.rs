@@ -1,4 +1,5 @@
-//! PolicyReports and the Markdown migration plan.
+//! Reports (wgpolicyk8s.io PolicyReports and their successor, openreports.io Reports) and the
+//! Markdown migration plan.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -34,9 +35,9 @@ fn entry(w: &WorkloadReport, seconds: i64) -> Value {
     })
 }
 
-/// One wgpolicyk8s.io/v1alpha2 PolicyReport per namespace (multi-document YAML).
-#[must_use]
-pub fn policy_reports(plan: &Plan) -> String {
+/// One report per namespace (multi-document YAML) of the kind `kind` in `api_version`; `source`
+/// goes at the report's top level where the format has it.
+fn reports(plan: &Plan, api_version: &str, kind: &str, top_source: bool) -> String {
     let mut by_ns: BTreeMap<&str, Vec<&WorkloadReport>> = BTreeMap::new();
     for w in &plan.workloads {
         by_ns.entry(&w.workload.namespace).or_default().push(w);
@@ -46,17 +47,33 @@ pub fn policy_reports(plan: &Plan) -> String {
     for (namespace, workloads) in by_ns {
         let results: Vec<Value> = workloads.iter().map(|w| entry(w, seconds)).collect();
         let count = |r: &str| results.iter().filter(|x| x["result"] == r).count();
-        let report = json!({
-            "apiVersion": "wgpolicyk8s.io/v1alpha2",
-            "kind": "PolicyReport",
+        let mut report = json!({
+            "apiVersion": api_version,
+            "kind": kind,
             "metadata": {"name": "tokenprobe-automount", "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "tokenprobe"}},
             "summary": {"pass": count("pass"), "fail": count("fail"), "warn": count("warn"), "error": 0, "skip": count("skip")},
             "results": results
         });
+        if top_source {
+            report["source"] = "tokenprobe".into();
+        }
         out.push_str(&serde_yaml::to_string(&report).unwrap_or_default());
         out.push_str("---\n");
     }
     out
+}
+
+/// One wgpolicyk8s.io/v1alpha2 PolicyReport per namespace (multi-document YAML).
+#[must_use]
+pub fn policy_reports(plan: &Plan) -> String {
+    reports(plan, "wgpolicyk8s.io/v1alpha2", "PolicyReport", false)
+}
+
+/// One openreports.io/v1alpha1 Report per namespace (multi-document YAML): the format Kyverno
+/// and Policy Reporter moved to, with the same results and `source` on the report too.
+#[must_use]
+pub fn open_reports(plan: &Plan) -> String {
+    reports(plan, "openreports.io/v1alpha1", "Report", true)
 }
 
 /// The phased migration plan, for people.

@@ -59,6 +59,7 @@ fn golden_outputs() {
     golden("plan.patch", &output::patches(&plan));
     golden("plan.sh", &output::script(&plan));
     golden("plan.policyreport", &output::policy_reports(&plan));
+    golden("plan.openreport", &output::open_reports(&plan));
     golden("plan.md", &output::markdown(&plan));
     // The fixture's verdicts, so a golden file cannot silently bless a wrong plan.
     let v = |n: &str| plan.workloads.iter().find(|w| w.workload.name == n).expect(n).verdict;
@@ -90,5 +91,69 @@ fn golden_outputs() {
         };
         assert!(field.is_boolean(), "{doc}");
         assert!(doc["metadata"]["annotations"][output::EVIDENCE_ANNOTATION].is_string(), "{doc}");
+    }
+}
+
+/// The reports' structure, field by field, for both formats: what Policy Reporter and `kubectl`
+/// read from them.
+#[test]
+fn reports_carry_each_formats_fields() {
+    let plan = golden_fixture();
+    for (text, api_version, kind, top_source) in [
+        (output::policy_reports(&plan), "wgpolicyk8s.io/v1alpha2", "PolicyReport", false),
+        (output::open_reports(&plan), "openreports.io/v1alpha1", "Report", true),
+    ] {
+        let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
+            .filter(|v: &serde_json::Value| !v.is_null())
+            .collect();
+        let namespaces: std::collections::BTreeSet<&str> =
+            plan.workloads.iter().map(|w| w.workload.namespace.as_str()).collect();
+        assert_eq!(docs.len(), namespaces.len(), "{kind}: one per namespace");
+        let mut seen = 0;
+        for doc in &docs {
+            assert_eq!(doc["apiVersion"], api_version);
+            assert_eq!(doc["kind"], kind);
+            assert_eq!(doc["metadata"]["name"], "tokenprobe-automount");
+            let namespace = doc["metadata"]["namespace"].as_str().expect("namespaced");
+            assert!(namespaces.contains(namespace));
+            assert_eq!(doc["metadata"]["labels"]["app.kubernetes.io/managed-by"], "tokenprobe");
+            assert_eq!(doc.get("source").is_some(), top_source, "{kind}: report-level source");
+            let results = doc["results"].as_array().expect("results");
+            for r in results {
+                let workload = plan
+                    .workloads
+                    .iter()
+                    .find(|w| {
+                        w.workload.namespace == namespace && r["resources"][0]["name"] == w.workload.name.as_str()
+                    })
+                    .expect("a result per workload of the namespace");
+                let want = match workload.verdict {
+                    Verdict::SafeToDisable => "fail",
+                    Verdict::UsesVolumeFiles => "warn",
+                    Verdict::InsufficientEvidence => "skip",
+                    Verdict::UsesToken | Verdict::AlreadyDisabled | Verdict::NotMounted => "pass",
+                };
+                assert_eq!(r["result"], want, "{}", workload.workload.name);
+                assert_eq!(r["source"], "tokenprobe");
+                assert_eq!(r["policy"], "tokenprobe-automount");
+                assert!(["critical", "high", "medium", "low", "info"].contains(&r["severity"].as_str().unwrap_or("")));
+                assert_eq!(r["timestamp"]["seconds"], plan.generated_at.unix_timestamp());
+                assert_eq!(r["timestamp"]["nanos"], 0);
+                let subject = &r["resources"][0];
+                assert_eq!(subject["kind"], workload.workload.kind.as_str());
+                assert_eq!(subject["namespace"], namespace);
+                assert!(subject["apiVersion"].as_str().is_some_and(|a| !a.is_empty()));
+                assert_eq!(r["properties"]["verdict"], workload.verdict.name());
+                assert!(r["message"].as_str().is_some_and(|m| m.starts_with(workload.verdict.name())));
+            }
+            let count = |v: &str| results.iter().filter(|r| r["result"] == v).count();
+            for v in ["pass", "fail", "warn", "skip"] {
+                assert_eq!(doc["summary"][v], count(v), "{kind} {namespace}: summary.{v}");
+            }
+            assert_eq!(doc["summary"]["error"], 0);
+            seen += results.len();
+        }
+        assert_eq!(seen, plan.workloads.len(), "{kind}: every workload reported once");
     }
 }
