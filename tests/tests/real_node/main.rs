@@ -262,9 +262,28 @@ fn plan_change_and_verify(rt: &Runtime, node: &Node, ctx: &mut Ctx) {
         "--accept-tracepoint-mode",
         "--ignore-exec-sessions",
     ];
-    let out = node.probe_agent(&[&plan_args[..], &["-o", "json"]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    // The CronJob starts a run every minute: a run's pod can exist before the agent has
+    // published its first evidence (every 5 s), and then the plan rightly says so. Planned
+    // again after a publication, up to a few times; any other reason fails at once.
+    let mut attempts = 0;
+    let plan: serde_json::Value = loop {
+        let out = node.probe_agent(&[&plan_args[..], &["-o", "json"]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+        let just_started = plan["workloads"].as_array().is_some_and(|ws| {
+            ws.iter().any(|w| {
+                w["workload"]["name"] == "nightly"
+                    && w["verdict"] == "insufficient-evidence"
+                    && w["reasons"].to_string().contains("current pods without evidence")
+            })
+        });
+        attempts += 1;
+        if !just_started || attempts == 4 {
+            break plan;
+        }
+        println!("# a nightly run started just before the plan; planning again");
+        std::thread::sleep(Duration::from_secs(6));
+    };
     let verdict = |w: &str| {
         plan["workloads"]
             .as_array()
