@@ -27,7 +27,13 @@ pub struct Source {
     /// A kubeconfig for reading the cluster (default: in-cluster, else `$KUBECONFIG`).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Only this namespace (live reading).
+    /// The kubeconfig context to read the cluster through (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// All namespaces (the default; kubectl's flag, accepted for habit).
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    all_namespaces: bool,
+    /// Only this namespace (live reading; default: all namespaces).
     #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// The namespace the agents run in: their liveness Leases are read there (live reading).
@@ -67,7 +73,8 @@ impl Source {
 
     async fn read(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
         if self.live() {
-            let client = super::run::client(self.kubeconfig.as_ref()).await?;
+            let config = super::run::client_config(self.kubeconfig.as_ref(), self.context.as_deref()).await?;
+            let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
             return plan::live::load(&client, self.namespace.as_deref(), &self.agent_namespace)
                 .await
                 .context("cannot read the cluster");
