@@ -112,6 +112,41 @@ pub fn agent(cache: &Path) -> anyhow::Result<Image> {
     Ok(Image { archive: path, reference })
 }
 
+/// Reads the agent's archive with Debian's skopeo, as a registry push would (`oci-archive:`)
+/// and as Docker tooling would (`docker-archive:`): the labels, platform, entrypoint and
+/// command must be what [`agent`] wrote.
+///
+/// # Errors
+/// When skopeo cannot read the archive or sees something else.
+pub fn check_with_skopeo(image: &Image) -> anyhow::Result<()> {
+    apt::ensure_tools(&[("skopeo", "skopeo")])?;
+    let path = image.archive.display().to_string();
+    for transport in ["oci-archive", "docker-archive"] {
+        let at = format!("{transport}:{path}");
+        let inspect: serde_json::Value = serde_json::from_str(&output(Command::new("skopeo").args(["inspect", &at]))?)
+            .with_context(|| format!("skopeo inspect {at}"))?;
+        let label = |k: &str| inspect["Labels"][k].as_str().unwrap_or_default().to_owned();
+        if label("org.opencontainers.image.version") != env!("CARGO_PKG_VERSION")
+            || label("org.opencontainers.image.source") != SOURCE
+            || label("org.opencontainers.image.revision").is_empty()
+            || inspect["Os"] != "linux"
+            || inspect["Architecture"] != "amd64"
+        {
+            bail!("skopeo reads {at} differently from what was written: {inspect:#}");
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(&output(Command::new("skopeo").args(["inspect", "--config", &at]))?)
+                .with_context(|| format!("skopeo inspect --config {at}"))?;
+        if config["config"]["Entrypoint"] != serde_json::json!(["/probe-agent"])
+            || config["config"]["Cmd"] != serde_json::json!(["run"])
+        {
+            bail!("skopeo reads another entrypoint or command in {at}: {:#}", config["config"]);
+        }
+    }
+    eprintln!("xtask: skopeo reads {path} as an OCI and a Docker archive, labels and entrypoint intact");
+    Ok(())
+}
+
 /// Busybox applets the workload and pause images link.
 const APPLETS: [&str; 22] = [
     "sh", "cat", "wget", "sleep", "ls", "echo", "test", "[", "env", "head", "tr", "true", "false", "grep", "date",

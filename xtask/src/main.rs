@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Task::Image => {
             setup::run()?;
             let image = image::agent(&setup::cache_dir())?;
+            image::check_with_skopeo(&image)?;
             println!("{} {}", image.reference, image.archive.display());
             Ok(())
         }

@@ -349,6 +349,7 @@ fn node_ready(paths: &NodePaths) -> bool {
 pub fn start(paths: &NodePaths) -> anyhow::Result<Started> {
     let api = paths.api();
     let agent_image = step("the agent image", None, || image::agent(&paths.cache))?;
+    step("the agent image, read by skopeo", None, || image::check_with_skopeo(&agent_image))?;
     let started = Started { kubeconfig: api.kubeconfig(), agent_image: agent_image.reference.clone() };
     if read_pid(paths, "kubelet").is_some_and(alive) && node_ready(paths) {
         step("import the agent image", None, || import(std::slice::from_ref(&agent_image)))?;
