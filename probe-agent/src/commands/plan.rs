@@ -188,20 +188,20 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     // The inputs are freed while the plan is written (a big cluster's take a while to free).
     let freeing = std::thread::spawn(move || drop(inputs));
+    // JSON and YAML are written as they are serialized; the others are made as text first.
     let text = match args.output {
-        Format::Table => output::plan_table(&plan),
-        Format::Json | Format::Yaml => String::new(),
-        Format::Patch => output::patches(&plan),
-        Format::Script => output::script(&plan),
-        Format::Policyreport => output::policy_reports(&plan),
-        Format::Openreport => output::open_reports(&plan),
-        Format::Plan => output::markdown(&plan),
+        Format::Json | Format::Yaml => None,
+        Format::Table => Some(output::plan_table(&plan)),
+        Format::Patch => Some(output::patches(&plan)),
+        Format::Script => Some(output::script(&plan)),
+        Format::Policyreport => Some(output::policy_reports(&plan)),
+        Format::Openreport => Some(output::open_reports(&plan)),
+        Format::Plan => Some(output::markdown(&plan)),
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written = if matches!(args.output, Format::Json | Format::Yaml) {
-        output::write_structured(&mut out, &plan, args.output).map_err(std::io::Error::from)
-    } else {
-        std::io::Write::write_all(&mut out, text.as_bytes())
+    let written = match text {
+        None => output::write_structured(&mut out, &plan, args.output).map_err(std::io::Error::from),
+        Some(text) => std::io::Write::write_all(&mut out, text.as_bytes()),
     }
     .and_then(|()| std::io::Write::flush(&mut out));
     freeing.join().ok();

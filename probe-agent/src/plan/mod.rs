@@ -270,14 +270,16 @@ pub fn rss_mib() -> u64 {
 #[must_use]
 pub fn plan(inputs: &Inputs, policy: &Policy) -> Plan {
     let started = std::time::Instant::now();
-    let records = inputs.as_records();
-    let model = model::Model::build(records.as_ref().unwrap_or(inputs));
+    model::Model::with(inputs, |model| plan_model(model, policy, started))
+}
+
+fn plan_model(model: &model::Model<'_>, policy: &Policy, started: std::time::Instant) -> Plan {
     tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "model built");
-    let workloads = rules::judge_workloads(&model, policy);
+    let workloads = rules::judge_workloads(model, policy);
     tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "workloads judged");
-    let service_accounts = rules::judge_service_accounts(&model, &workloads, policy);
+    let service_accounts = rules::judge_service_accounts(model, &workloads, policy);
     tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "service accounts judged");
-    let changes = placement::changes(&model, &workloads, &service_accounts);
+    let changes = placement::changes(model, &workloads, &service_accounts);
     let phases = placement::phases(&changes, policy);
     tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "changes placed");
     Plan { generated_at: policy.now, workloads, service_accounts, changes, phases }

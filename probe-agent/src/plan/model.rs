@@ -314,9 +314,17 @@ impl<'a> Model<'a> {
         workloads
     }
 
-    /// The model of inputs whose pods, `ReplicaSet`s and Deployments are all records (see
-    /// [`Inputs::as_records`]).
-    pub(super) fn build(inputs: &'a Inputs) -> Self {
+    /// Builds the model of `inputs` — typed pods, `ReplicaSet`s and Deployments reduced to
+    /// records first (see [`Inputs::as_records`]) — and hands it to `f`.
+    pub(super) fn with<R>(inputs: &Inputs, f: impl FnOnce(&Model<'_>) -> R) -> R {
+        match inputs.as_records() {
+            Some(records) => f(&Model::build(&records)),
+            None => f(&Model::build(inputs)),
+        }
+    }
+
+    /// The model of inputs whose pods, `ReplicaSet`s and Deployments are all records.
+    fn build(inputs: &'a Inputs) -> Self {
         debug_assert!(inputs.pods.is_empty() && inputs.replica_sets.is_empty() && inputs.deployments.is_empty());
         let mut owners = OwnerIndex::default();
         for rs in &inputs.replica_set_records {

@@ -195,6 +195,7 @@ impl Chunk {
 struct Scanner {
     /// Open brackets.
     depth: u32,
+    /// The last block scanned ended inside a string (from its masks).
     in_string: bool,
     /// The next block's first byte is escaped.
     escape_carry: bool,
@@ -412,11 +413,9 @@ impl Scanner {
                 if self.between_items() {
                     return Err((i, NOT_AN_OBJECT));
                 }
-                self.in_string = true;
                 self.string_started(i);
             }
             b'"' => {
-                self.in_string = false;
                 self.string_ended(buf, i);
             }
             b'{' | b'[' => {

@@ -70,8 +70,10 @@ fn blind(model: &Model<'_>, node: Option<&str>, policy: &Policy) -> Option<Strin
 /// The regressions, and the token-less pods that could not be verified.
 #[must_use]
 pub fn verify(inputs: &Inputs, policy: &Policy) -> Verification {
-    let records = inputs.as_records();
-    let model = Model::build(records.as_ref().unwrap_or(inputs));
+    Model::with(inputs, |model| verify_model(model, policy))
+}
+
+fn verify_model(model: &Model<'_>, policy: &Policy) -> Verification {
     let mut regressions = Vec::new();
     let mut unverified = Vec::new();
     for v in model.workloads.values() {
@@ -80,7 +82,7 @@ pub fn verify(inputs: &Inputs, policy: &Policy) -> Verification {
         }
         let tokenless: Vec<_> = v.pods.iter().filter(|p| !p.has_automount_volume).collect();
         for p in &tokenless {
-            if let Some(reason) = blind(&model, p.node.as_deref(), policy) {
+            if let Some(reason) = blind(model, p.node.as_deref(), policy) {
                 unverified.push(Unverified { workload: v.workload.clone(), pod: p.name.clone(), reason });
             }
         }
