@@ -50,6 +50,42 @@ fn build_agent() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Builds the planner alone (`kubectl-tokenprobe`) as a laptop would: stable Rust, no `agent`
+/// feature — and checks first that nothing of the eBPF build is in its dependency graph.
+pub fn build_planner() -> anyhow::Result<PathBuf> {
+    let tree = output(cargo().args([
+        "tree",
+        "--package",
+        "probe-agent",
+        "--no-default-features",
+        "--edges",
+        "normal,build",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ]))?;
+    let ebpf: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("aya") || l.starts_with("probe-ebpf ") || l.starts_with("bpf-"))
+        .collect();
+    if !ebpf.is_empty() {
+        bail!("the planner alone depends on the eBPF build: {}", ebpf.join(", "));
+    }
+    binary_path(
+        cargo().env("RUSTUP_TOOLCHAIN", "stable").args([
+            "build",
+            "--package",
+            "probe-agent",
+            "--no-default-features",
+            "--bin",
+            "kubectl-tokenprobe",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "kubectl-tokenprobe",
+    )
+}
+
 /// Runs a cargo build with JSON messages and returns the executable of `target`.
 fn binary_path(cmd: &mut Command, target: &str) -> anyhow::Result<PathBuf> {
     let out = output(cmd)?;
@@ -171,7 +207,9 @@ fn apiserver_tests(filter: Option<&str>) -> anyhow::Result<()> {
             name,
         )?;
         let mut cmd = Command::new(suite);
-        cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig).env("TOKENPROBE_AGENT_BIN", build_agent()?);
+        cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig)
+            .env("TOKENPROBE_AGENT_BIN", build_agent()?)
+            .env("TOKENPROBE_PLUGIN_BIN", build_planner()?);
         match &legacy {
             Ok((legacy_kubeconfig, _)) => {
                 cmd.env("TOKENPROBE_LEGACY_KUBECONFIG", legacy_kubeconfig);
@@ -220,6 +258,17 @@ pub fn vm(args: &VmArgs) -> anyhow::Result<()> {
 pub fn lint() -> anyhow::Result<()> {
     cmd::run(cargo().args(["fmt", "--all", "--check"]))?;
     cmd::run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // The planner alone (the kubectl plugin), without the agent feature.
+    cmd::run(cargo().args([
+        "clippy",
+        "--package",
+        "probe-agent",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     cmd::run(cargo().args([
         "+nightly",
         "clippy",

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use probe_agent::{
+use crate::{
     cli::{parse_duration, parse_endpoint},
     probe::{ConnectHook, FileHook},
     watch::{ContainerKeyMode, WatchConfig},

@@ -2,14 +2,14 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context as _;
-use probe_agent::{
+use crate::{
     cli::parse_duration,
     plan::{
         self, Inputs, Policy,
         output::{self, Format},
     },
 };
+use anyhow::Context as _;
 use time::OffsetDateTime;
 
 /// Where the inputs come from: files, or the cluster.
@@ -37,7 +37,7 @@ pub struct Source {
     #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// The namespace the agents run in: their liveness Leases are read there (live reading).
-    #[arg(long, default_value = probe_agent::k8s::liveness::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = crate::k8s::liveness::DEFAULT_NAMESPACE)]
     agent_namespace: String,
     /// The planner's "now", RFC 3339 (default: the clock when reading the cluster; offline, the
     /// newest report among the inputs — an evidence's generatedAt or a Lease's renewal).
@@ -73,7 +73,7 @@ impl Source {
 
     async fn read(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
         if self.live() {
-            let config = super::run::client_config(self.kubeconfig.as_ref(), self.context.as_deref()).await?;
+            let config = super::kubeconfig::client_config(self.kubeconfig.as_ref(), self.context.as_deref()).await?;
             let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
             return plan::live::load(&client, self.namespace.as_deref(), &self.agent_namespace)
                 .await

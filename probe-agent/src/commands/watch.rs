@@ -2,8 +2,8 @@
 
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
+use crate::{cli::parse_duration, evidence::Evidence, run::http, watch::Agent};
 use anyhow::Context as _;
-use probe_agent::{cli::parse_duration, evidence::Evidence, run::http, watch::Agent};
 
 use super::agent_args::AgentArgs;
 
@@ -91,7 +91,7 @@ mod tests {
         let t = time::OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
         Evidence {
             node: "n".into(),
-            agent: probe_agent::evidence::AgentInfo::new("0", t),
+            agent: crate::evidence::AgentInfo::new("0", t),
             containers: Vec::new(),
             retired: Vec::new(),
             volumes: Vec::new(),

@@ -16,7 +16,13 @@ pub enum Source {
 /// The effective automount setting of a pod and where it comes from.
 #[must_use]
 pub fn effective(pod: &Pod, service_account: Option<&ServiceAccount>) -> (bool, Source) {
-    if let Some(v) = pod.spec.as_ref().and_then(|s| s.automount_service_account_token) {
+    effective_of(pod.spec.as_ref().and_then(|s| s.automount_service_account_token), service_account)
+}
+
+/// [`effective`] from the pod's own `automountServiceAccountToken` field.
+#[must_use]
+pub fn effective_of(pod_field: Option<bool>, service_account: Option<&ServiceAccount>) -> (bool, Source) {
+    if let Some(v) = pod_field {
         return (v, Source::Pod);
     }
     if let Some(v) = service_account.and_then(|sa| sa.automount_service_account_token) {

@@ -30,32 +30,32 @@ pub struct PodAudit {
     pub naive_audit_says_on: bool,
 }
 
+/// Every pod's effective automount setting, from typed pods and pod records alike (the
+/// cluster and files are read as records).
 #[must_use]
 pub fn audit(inputs: &Inputs) -> Vec<PodAudit> {
-    let sas: BTreeMap<(String, String), &k8s_openapi::api::core::v1::ServiceAccount> = inputs
+    let sas: BTreeMap<(&str, &str), &k8s_openapi::api::core::v1::ServiceAccount> = inputs
         .service_accounts
         .iter()
         .map(|sa| {
-            ((sa.metadata.namespace.clone().unwrap_or_default(), sa.metadata.name.clone().unwrap_or_default()), sa)
+            (
+                (sa.metadata.namespace.as_deref().unwrap_or_default(), sa.metadata.name.as_deref().unwrap_or_default()),
+                sa,
+            )
         })
         .collect();
-    let mut out: Vec<PodAudit> = inputs
-        .pods
+    let converted = inputs.as_records();
+    let records = &converted.as_ref().unwrap_or(inputs).pod_records;
+    let mut out: Vec<PodAudit> = records
         .iter()
         .map(|pod| {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            let service_account = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "default".into());
-            let sa = sas.get(&(namespace.clone(), service_account.clone())).copied();
-            let (effective, source) = automount::effective(pod, sa);
-            let has = automount::automount_volume(pod).is_some();
-            let pod_field = pod.spec.as_ref().and_then(|s| s.automount_service_account_token);
+            let service_account = pod.template.service_account.clone();
+            let sa = sas.get(&(pod.namespace.as_str(), service_account.as_str())).copied();
+            let pod_field = pod.template.automount;
+            let (effective, source) = automount::effective_of(pod_field, sa);
+            let has = pod.has_automount_volume;
             PodAudit {
-                pod: pod.metadata.name.clone().unwrap_or_default(),
+                pod: pod.name.clone(),
                 service_account,
                 pod_field,
                 service_account_field: sa.and_then(|s| s.automount_service_account_token),
@@ -69,7 +69,7 @@ pub fn audit(inputs: &Inputs) -> Vec<PodAudit> {
                     (false, true) => "inconsistent",
                 },
                 naive_audit_says_on: pod_field != Some(false),
-                namespace,
+                namespace: pod.namespace.clone(),
             }
         })
         .collect();

@@ -78,15 +78,30 @@ async fn leases(client: &Client, namespace: &str) -> Vec<Lease> {
     }
 }
 
+/// Why the cluster could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "the API server does not serve NodeTokenEvidence (tokenprobe.dev/v1alpha1): install the CRD \
+         (`kubectl apply -f deploy/crds.yaml`, or `probe-agent crds | kubectl apply -f -`) and the agents first"
+    )]
+    NoCrd,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 /// Reads evidence and objects (all namespaces, or one), and the agents' Leases from
 /// `agent_namespace`.
 ///
 /// # Errors
-/// API errors (a missing CRD says so).
-pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &str) -> Result<Inputs, kube::Error> {
+/// API errors; [`LoadError::NoCrd`] when the evidence's CRD is not installed.
+pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &str) -> Result<Inputs, LoadError> {
     let mut inputs = Inputs::default();
     let evidence: Api<NodeTokenEvidence> = Api::all(client.clone());
-    let objects = evidence.list(&ListParams::default()).await?;
+    let objects = evidence
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| if crate::k8s::is_not_served(&e) { LoadError::NoCrd } else { LoadError::Api(e) })?;
     inputs.evidence = super::inputs::merge_evidence(objects.items.into_iter().filter_map(|o| o.status).collect());
     progress(1, "nodes with evidence", inputs.evidence.len());
     inputs.pod_records = list_map(client, namespace, |p: Pod| PodRecord::of(&p)).await?;

@@ -5,6 +5,7 @@
 //! `cargo xtask apiserver start && TOKENPROBE_KUBECONFIG=… cargo test -p probe-tests --test apiserver`.
 
 mod kube_paths;
+mod plugin;
 
 use std::process::ExitCode;
 
@@ -18,7 +19,8 @@ type Case = fn(&tokio::runtime::Runtime, &kube::Client);
 fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut suite = Suite::from_args();
-    let cases: Vec<(&str, Case)> = kube_paths::CASES.to_vec();
+    let mut cases: Vec<(&str, Case)> = kube_paths::CASES.to_vec();
+    cases.push(("kubectl_plugin", plugin::kubectl_plugin));
     match rt.block_on(client()) {
         Ok(client) => {
             for (name, case) in cases {

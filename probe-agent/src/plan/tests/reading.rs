@@ -102,4 +102,8 @@ fn audit_uses_the_service_account_setting() {
     );
     assert!(rows[0].naive_audit_says_on, "a pod-field audit misjudges pod a");
     assert!(output::audit_table(&rows).contains("1 pod(s) have no token because their ServiceAccount says false"));
+    // The cluster and files are read as pod records, not typed pods: the same rows.
+    let records = f.inputs.as_records().expect("typed pods");
+    assert!(records.pods.is_empty() && records.pod_records.len() == 4);
+    assert_eq!(serde_json::to_value(audit::audit(&records)).ok(), serde_json::to_value(&rows).ok());
 }
