@@ -5,6 +5,7 @@ mod apt;
 mod cmd;
 mod cpio;
 mod image;
+mod manifests;
 mod node;
 mod oci;
 mod setup;
@@ -53,6 +54,13 @@ enum Task {
     /// control plane of its own), every address in a network namespace of its own (root).
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Render deploy/agent.yaml from the kustomize base (deploy/kustomize/base) and check that
+    /// every overlay renders (`kubectl kustomize`).
+    Manifests {
+        /// Fail instead of writing when deploy/agent.yaml is not what the base renders.
+        #[arg(long)]
+        check: bool,
+    },
     /// rustfmt check and clippy (pedantic, warnings are errors) on the host crates and on the
     /// kernel programs for the BPF target.
     Lint,
@@ -89,6 +97,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             node::command(&setup::cache_dir(), &command)
         }
+        Task::Manifests { check } => manifests::run(check),
         Task::Lint => {
             setup::run()?;
             test::lint()

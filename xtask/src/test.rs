@@ -257,6 +257,7 @@ pub fn vm(args: &VmArgs) -> anyhow::Result<()> {
 
 pub fn lint() -> anyhow::Result<()> {
     cmd::run(cargo().args(["fmt", "--all", "--check"]))?;
+    crate::manifests::run(true)?;
     cmd::run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     // The planner alone (the kubectl plugin), without the agent feature.
     cmd::run(cargo().args([

@@ -71,10 +71,15 @@ impl Source {
         self.evidence.is_empty() && self.objects.is_empty()
     }
 
+    /// A client for the cluster `--kubeconfig`/`--context` name (else as kubectl chooses).
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        let config = super::kubeconfig::client_config(self.kubeconfig.as_ref(), self.context.as_deref()).await?;
+        kube::Client::try_from(config).context("cannot build a Kubernetes client")
+    }
+
     async fn read(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
         if self.live() {
-            let config = super::kubeconfig::client_config(self.kubeconfig.as_ref(), self.context.as_deref()).await?;
-            let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+            let client = self.client().await?;
             return plan::live::load(&client, self.namespace.as_deref(), &self.agent_namespace)
                 .await
                 .context("cannot read the cluster");
@@ -135,6 +140,11 @@ pub struct PlanArgs {
     canary: f64,
     #[command(flatten)]
     judgement: Judgement,
+    /// Also write the verdicts to the cluster: one report per namespace (server-side apply,
+    /// named `tokenprobe-automount`); read live, reports of earlier runs in namespaces with
+    /// nothing left to report are removed. Needs the format's CRD.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "policyreport")]
+    apply_reports: Option<output::ReportKind>,
 }
 
 /// What the evidence must show, shared by `plan` and `verify`.
@@ -207,6 +217,18 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     freeing.join().ok();
     tracing::debug!(elapsed = ?started.elapsed(), "written");
     written.context("cannot write the plan")?;
+    if let Some(kind) = args.apply_reports {
+        let client = args.source.client().await?;
+        let live = args.source.live();
+        let applied = plan::apply::apply_reports(&client, &plan, kind, args.source.namespace.as_deref(), live).await?;
+        let kind_name = kind.resource().2;
+        tracing::info!(
+            written = applied.written.len(),
+            removed = applied.removed.len(),
+            "{kind_name}s written{}",
+            if live { "" } else { " (inputs from files: earlier reports are kept)" }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

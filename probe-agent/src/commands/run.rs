@@ -21,7 +21,8 @@ pub struct RunArgs {
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Publish the evidence this often (when it changed) and renew the node's liveness Lease.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    /// The planner distrusts a node whose Lease went three intervals without renewal.
+    #[arg(long, env = "TOKENPROBE_PUBLISH_INTERVAL", value_parser = parse_duration, default_value = "60s")]
     publish_interval: Duration,
     /// The namespace of the liveness Leases (the agent's own, from the downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = crate::k8s::liveness::DEFAULT_NAMESPACE)]

@@ -3,6 +3,7 @@
 //! [`plan`] is a pure function; reading files or the cluster ([`inputs`], [`live`]) and
 //! writing outputs ([`output`]) are at the edges.
 
+pub mod apply;
 pub mod audit;
 pub mod inputs;
 pub mod live;

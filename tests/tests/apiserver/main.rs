@@ -4,6 +4,7 @@
 //! `cargo xtask test` starts the server and runs these; alone:
 //! `cargo xtask apiserver start && TOKENPROBE_KUBECONFIG=… cargo test -p probe-tests --test apiserver`.
 
+mod deploy;
 mod kube_paths;
 mod plugin;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let mut suite = Suite::from_args();
     let mut cases: Vec<(&str, Case)> = kube_paths::CASES.to_vec();
     cases.push(("kubectl_plugin", plugin::kubectl_plugin));
+    cases.push(("kustomize_overlays", deploy::kustomize_overlays));
     match rt.block_on(client()) {
         Ok(client) => {
             for (name, case) in cases {

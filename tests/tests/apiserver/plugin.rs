@@ -12,6 +12,9 @@ use tokio::runtime::Runtime;
 
 use probe_tests::cluster::{TestNamespace, pod};
 
+/// The planner CronJob's ServiceAccount, as a user name.
+const PLANNER: &str = "system:serviceaccount:tokenprobe:tokenprobe-planner";
+
 /// A directory on `PATH` holding `kubectl-tokenprobe`, and a kubeconfig whose current context
 /// points nowhere, beside the test server's context.
 struct Setup {
@@ -38,6 +41,21 @@ impl Setup {
             &mut kc["contexts"],
             serde_json::json!({"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}),
         );
+        // The nightly planner's identity (deploy/kustomize/components/planner-cronjob): the test
+        // server's admin impersonating its ServiceAccount.
+        let good = kc["contexts"].as_sequence().expect("contexts").iter().find(|c| c["name"] == good_context.as_str());
+        let cluster = good.expect("the current context").get("context").expect("context")["cluster"].clone();
+        let admin = kc["users"].as_sequence().expect("users").iter().find(|u| u["name"] == user).expect("user").clone();
+        let mut planner = admin["user"].clone();
+        planner["as"] = PLANNER.into();
+        push(
+            &mut kc["users"],
+            serde_json::json!({"name": "planner", "user": serde_json::to_value(&planner).expect("user")}),
+        );
+        push(
+            &mut kc["contexts"],
+            serde_json::json!({"name": "planner", "context": {"cluster": serde_json::to_value(&cluster).expect("cluster"), "user": "planner"}}),
+        );
         kc["current-context"] = "nowhere".into();
         std::fs::write(dir.join("kubeconfig"), serde_yaml::to_string(&kc).expect("YAML")).expect("write kubeconfig");
         Self { dir, good_context }
@@ -57,6 +75,26 @@ impl Setup {
 }
 
 impl Setup {
+    /// `kubectl --context <context> <args>`, which must succeed; its stdout.
+    fn kubectl_at(&self, context: &str, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("kubectl")
+            .args(["--context", context])
+            .args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.unwrap_or_default().as_bytes()).expect("write stdin");
+        drop(input);
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The evidence CRD, as a user installs it (other cases may have done so already).
     fn ensure_crd(&self) {
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds.yaml");
@@ -201,7 +239,98 @@ pub fn kubectl_plugin(rt: &Runtime, client: &Client) {
     assert_eq!(verdict, "uses-token", "{reasons}");
     // `idle` is judged from the same file: whatever its verdict, it is not "uses-token".
     assert_ne!(verdict_of(&offline, "idle").0, "uses-token");
+
+    reports(&setup, &ns.name);
     rt.block_on(ns.cleanup());
+}
+
+/// A PolicyReport CRD as small as the API server takes: the tests check what tokenprobe writes,
+/// not Kyverno's schema (the report's fields have their own unit tests).
+const POLICY_REPORT_CRD: &str = "
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: policyreports.wgpolicyk8s.io}
+spec:
+  group: wgpolicyk8s.io
+  scope: Namespaced
+  names: {plural: policyreports, singular: policyreport, kind: PolicyReport, listKind: PolicyReportList}
+  versions:
+    - name: v1alpha2
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+/// `plan --apply-reports` as the nightly CronJob runs it: with the planner's own RBAC, one
+/// report per namespace, removed when the namespace has nothing left; a missing CRD is named.
+fn reports(setup: &Setup, namespace: &str) {
+    let good = setup.good_context.as_str();
+    // Reports of a kind the server does not serve: a clear error.
+    setup.kubectl_at(good, &["delete", "crd", "reports.openreports.io", "--ignore-not-found"], None);
+    let refused =
+        setup.kubectl(&["plan", "--context", good, "-n", namespace, "--apply-reports=openreport", "-o", "json"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not serve Report (openreports.io/v1alpha1)"), "{stderr}");
+
+    setup.kubectl_at(good, &["apply", "-f", "-"], Some(POLICY_REPORT_CRD));
+    setup.kubectl_at(good, &["wait", "--for", "condition=established", "crd/policyreports.wgpolicyk8s.io"], None);
+    setup.kubectl_at(
+        good,
+        &["apply", "-f", "-"],
+        Some("{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"tokenprobe\"}}"),
+    );
+    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kustomize/components/planner-cronjob/rbac.yaml");
+    setup.kubectl_at(good, &["apply", "--server-side", "--force-conflicts", "-f", path(&rbac)], None);
+
+    // The planner's role reads and writes reports, and changes nothing else.
+    let can = |verb_resource: &[&str]| {
+        let out = Command::new("kubectl")
+            .args(["--context", "planner", "auth", "can-i"])
+            .args(verb_resource)
+            .env("KUBECONFIG", setup.dir.join("kubeconfig"))
+            .output()
+            .expect("kubectl auth can-i");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    assert!(can(&["create", "policyreports.wgpolicyk8s.io", "-n", namespace]));
+    assert!(can(&["list", "nodetokenevidences.tokenprobe.dev"]));
+    for denied in [
+        &["delete", "pods", "-n", namespace][..],
+        &["patch", "deployments.apps", "-n", namespace],
+        &["update", "serviceaccounts", "-n", namespace],
+        &["get", "secrets", "-n", namespace],
+        &["create", "nodetokenevidences.tokenprobe.dev"],
+    ] {
+        assert!(!can(denied), "the planner may {denied:?}");
+    }
+
+    let applied = setup.kubectl(&["plan", "--context", "planner", "-n", namespace, "--apply-reports", "-o", "json"]);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let report: Value = serde_json::from_str(&setup.kubectl_at(
+        good,
+        &["get", "policyreports.wgpolicyk8s.io", "tokenprobe-automount", "-n", namespace, "-o", "json"],
+        None,
+    ))
+    .expect("report JSON");
+    let mut subjects: Vec<&str> = report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["resources"][0]["name"].as_str())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["idle", "reader"], "{report}");
+    assert_eq!(report["summary"]["skip"], 2, "no agent reported: both insufficient-evidence: {report}");
+    assert_eq!(report["metadata"]["labels"]["app.kubernetes.io/managed-by"], "tokenprobe");
+
+    // Nothing left in the namespace: the next run removes its report.
+    setup.kubectl_at(good, &["delete", "pods", "--all", "-n", namespace, "--grace-period=0", "--force"], None);
+    let again = setup.kubectl(&["plan", "--context", "planner", "-n", namespace, "--apply-reports"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let left = setup.kubectl_at(good, &["get", "policyreports.wgpolicyk8s.io", "-n", namespace, "-o", "name"], None);
+    assert!(left.trim().is_empty(), "a stale report stayed: {left}");
 }
 
 fn path(p: &Path) -> &str {

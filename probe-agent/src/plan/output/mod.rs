@@ -7,7 +7,7 @@ mod table;
 use serde::Serialize;
 
 pub use self::kubectl::{EVIDENCE_ANNOTATION, patch_body, patches, patches_of, rollback_script, script};
-pub use self::report::{markdown, open_reports, policy_reports};
+pub use self::report::{MANAGED_BY, REPORT_NAME, ReportKind, markdown, open_reports, policy_reports, report_objects};
 pub use self::table::{audit_table, plan_table, verify_table};
 
 /// `-o`.

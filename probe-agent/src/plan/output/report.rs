@@ -35,28 +35,65 @@ fn entry(w: &WorkloadReport, seconds: i64) -> Value {
     })
 }
 
-/// One report per namespace (multi-document YAML) of the kind `kind` in `api_version`; `source`
-/// goes at the report's top level where the format has it.
-fn reports(plan: &Plan, api_version: &str, kind: &str, top_source: bool) -> String {
+/// The two report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportKind {
+    /// `wgpolicyk8s.io/v1alpha2` `PolicyReport`.
+    Policyreport,
+    /// `openreports.io/v1alpha1` `Report`, the successor format.
+    Openreport,
+}
+
+impl ReportKind {
+    /// API group, version, kind and plural resource name.
+    #[must_use]
+    pub const fn resource(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Self::Policyreport => ("wgpolicyk8s.io", "v1alpha2", "PolicyReport", "policyreports"),
+            Self::Openreport => ("openreports.io", "v1alpha1", "Report", "reports"),
+        }
+    }
+}
+
+/// The name of every report tokenprobe writes (one per namespace).
+pub const REPORT_NAME: &str = "tokenprobe-automount";
+/// The label on every report tokenprobe writes, and its value.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tokenprobe");
+
+/// One report per namespace that has workloads in the plan; `source` goes at the report's top
+/// level where the format has it.
+#[must_use]
+pub fn report_objects(plan: &Plan, kind: ReportKind) -> Vec<Value> {
+    let (group, version, kind_name, _) = kind.resource();
+    let api_version = format!("{group}/{version}");
     let mut by_ns: BTreeMap<&str, Vec<&WorkloadReport>> = BTreeMap::new();
     for w in &plan.workloads {
         by_ns.entry(&w.workload.namespace).or_default().push(w);
     }
     let seconds = plan.generated_at.unix_timestamp();
+    by_ns
+        .into_iter()
+        .map(|(namespace, workloads)| {
+            let results: Vec<Value> = workloads.iter().map(|w| entry(w, seconds)).collect();
+            let count = |r: &str| results.iter().filter(|x| x["result"] == r).count();
+            let mut report = json!({
+                "apiVersion": api_version,
+                "kind": kind_name,
+                "metadata": {"name": REPORT_NAME, "namespace": namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+                "summary": {"pass": count("pass"), "fail": count("fail"), "warn": count("warn"), "error": 0, "skip": count("skip")},
+                "results": results
+            });
+            if kind == ReportKind::Openreport {
+                report["source"] = "tokenprobe".into();
+            }
+            report
+        })
+        .collect()
+}
+
+fn reports(plan: &Plan, kind: ReportKind) -> String {
     let mut out = String::new();
-    for (namespace, workloads) in by_ns {
-        let results: Vec<Value> = workloads.iter().map(|w| entry(w, seconds)).collect();
-        let count = |r: &str| results.iter().filter(|x| x["result"] == r).count();
-        let mut report = json!({
-            "apiVersion": api_version,
-            "kind": kind,
-            "metadata": {"name": "tokenprobe-automount", "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "tokenprobe"}},
-            "summary": {"pass": count("pass"), "fail": count("fail"), "warn": count("warn"), "error": 0, "skip": count("skip")},
-            "results": results
-        });
-        if top_source {
-            report["source"] = "tokenprobe".into();
-        }
+    for report in report_objects(plan, kind) {
         out.push_str(&serde_yaml::to_string(&report).unwrap_or_default());
         out.push_str("---\n");
     }
@@ -66,14 +103,14 @@ fn reports(plan: &Plan, api_version: &str, kind: &str, top_source: bool) -> Stri
 /// One wgpolicyk8s.io/v1alpha2 PolicyReport per namespace (multi-document YAML).
 #[must_use]
 pub fn policy_reports(plan: &Plan) -> String {
-    reports(plan, "wgpolicyk8s.io/v1alpha2", "PolicyReport", false)
+    reports(plan, ReportKind::Policyreport)
 }
 
 /// One openreports.io/v1alpha1 Report per namespace (multi-document YAML): the format Kyverno
 /// and Policy Reporter moved to, with the same results and `source` on the report too.
 #[must_use]
 pub fn open_reports(plan: &Plan) -> String {
-    reports(plan, "openreports.io/v1alpha1", "Report", true)
+    reports(plan, ReportKind::Openreport)
 }
 
 /// The phased migration plan, for people.
