@@ -5,6 +5,7 @@ mod apt;
 mod cmd;
 mod cpio;
 mod image;
+mod krew;
 mod manifests;
 mod node;
 mod oci;
@@ -61,6 +62,19 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Print the krew plugin manifest of a release (deploy/krew/tokenprobe.yaml filled in and
+    /// checked).
+    Krew {
+        /// The release's version, without `v` (e.g. 0.1.0).
+        #[arg(long)]
+        version: String,
+        /// The https URL of the linux/amd64 archive holding `kubectl-tokenprobe`.
+        #[arg(long)]
+        uri: String,
+        /// That archive's SHA-256, hex.
+        #[arg(long)]
+        sha256: String,
+    },
     /// rustfmt check and clippy (pedantic, warnings are errors) on the host crates and on the
     /// kernel programs for the BPF target.
     Lint,
@@ -98,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             node::command(&setup::cache_dir(), &command)
         }
         Task::Manifests { check } => manifests::run(check),
+        Task::Krew { version, uri, sha256 } => krew::run(&version, &uri, &sha256),
         Task::Lint => {
             setup::run()?;
             test::lint()
