@@ -123,3 +123,48 @@ pub fn pod(name: &str, node: &str, service_account: &str, automount: Option<bool
     }
     json!({"metadata": {"name": name}, "spec": spec})
 }
+
+/// A PolicyReport CRD as small as the API server takes: the tests check what tokenprobe writes,
+/// not Kyverno's schema (the report's fields have their own unit tests).
+pub const POLICY_REPORT_CRD: &str = "
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: policyreports.wgpolicyk8s.io}
+spec:
+  group: wgpolicyk8s.io
+  scope: Namespaced
+  names: {plural: policyreports, singular: policyreport, kind: PolicyReport, listKind: PolicyReportList}
+  versions:
+    - name: v1alpha2
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+/// Makes sure namespace `name` exists and is not being deleted (an earlier case may have
+/// deleted it; its objects go first, then it): waits for a deletion to finish, then creates it.
+///
+/// # Panics
+/// When the namespace is still terminating after a minute, or cannot be created.
+pub async fn ensure_namespace(client: &Client, name: &str) {
+    let api = Api::<Namespace>::all(client.clone());
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        match api.get_opt(name).await.expect("get namespace") {
+            Some(ns) if ns.metadata.deletion_timestamp.is_none() => return,
+            Some(_) => {
+                assert!(std::time::Instant::now() < deadline, "namespace {name} is still terminating");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None => {
+                let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+                match api.create(&PostParams::default(), &ns).await {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(e) => panic!("create namespace {name}: {e}"),
+                }
+            }
+        }
+    }
+}

@@ -109,12 +109,7 @@ async fn dry_run(client: &Client, object: &Value) {
 pub fn kustomize_overlays(rt: &Runtime, client: &Client) {
     rt.block_on(async {
         // The namespace for real: namespaced dry runs need it to exist.
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "tokenprobe"}})).expect("ns");
-        Api::<Namespace>::all(client.clone())
-            .patch("tokenprobe", &PatchParams::apply("tokenprobe-test"), &Patch::Apply(&ns))
-            .await
-            .expect("namespace");
+        probe_tests::cluster::ensure_namespace(client, "tokenprobe").await;
         for dir in OVERLAYS {
             let objects = render(dir);
             assert!(objects.iter().any(|o| o["kind"] == "DaemonSet"), "{dir} has no agent");

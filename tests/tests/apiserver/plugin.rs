@@ -240,31 +240,13 @@ pub fn kubectl_plugin(rt: &Runtime, client: &Client) {
     // `idle` is judged from the same file: whatever its verdict, it is not "uses-token".
     assert_ne!(verdict_of(&offline, "idle").0, "uses-token");
 
-    reports(&setup, &ns.name);
+    reports(rt, client, &setup, &ns.name);
     rt.block_on(ns.cleanup());
 }
 
-/// A PolicyReport CRD as small as the API server takes: the tests check what tokenprobe writes,
-/// not Kyverno's schema (the report's fields have their own unit tests).
-const POLICY_REPORT_CRD: &str = "
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: policyreports.wgpolicyk8s.io}
-spec:
-  group: wgpolicyk8s.io
-  scope: Namespaced
-  names: {plural: policyreports, singular: policyreport, kind: PolicyReport, listKind: PolicyReportList}
-  versions:
-    - name: v1alpha2
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-";
-
 /// `plan --apply-reports` as the nightly CronJob runs it: with the planner's own RBAC, one
 /// report per namespace, removed when the namespace has nothing left; a missing CRD is named.
-fn reports(setup: &Setup, namespace: &str) {
+fn reports(rt: &Runtime, client: &Client, setup: &Setup, namespace: &str) {
     let good = setup.good_context.as_str();
     // Reports of a kind the server does not serve: a clear error.
     setup.kubectl_at(good, &["delete", "crd", "reports.openreports.io", "--ignore-not-found"], None);
@@ -274,13 +256,9 @@ fn reports(setup: &Setup, namespace: &str) {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not serve Report (openreports.io/v1alpha1)"), "{stderr}");
 
-    setup.kubectl_at(good, &["apply", "-f", "-"], Some(POLICY_REPORT_CRD));
+    setup.kubectl_at(good, &["apply", "-f", "-"], Some(probe_tests::cluster::POLICY_REPORT_CRD));
     setup.kubectl_at(good, &["wait", "--for", "condition=established", "crd/policyreports.wgpolicyk8s.io"], None);
-    setup.kubectl_at(
-        good,
-        &["apply", "-f", "-"],
-        Some("{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"tokenprobe\"}}"),
-    );
+    rt.block_on(probe_tests::cluster::ensure_namespace(client, "tokenprobe"));
     let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kustomize/components/planner-cronjob/rbac.yaml");
     setup.kubectl_at(good, &["apply", "--server-side", "--force-conflicts", "-f", path(&rbac)], None);
 

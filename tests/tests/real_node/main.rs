@@ -37,6 +37,7 @@ type Case = fn(&Runtime, &Node, &mut Ctx);
 const CASES: &[(&str, Case)] = &[
     ("deploy_runs_and_publishes", deploy_runs_and_publishes),
     ("workloads_are_attributed", workloads_are_attributed),
+    ("the_planner_job_writes_reports", the_planner_job_writes_reports),
     ("agent_pod_deleted_mid_run_loses_nothing", agent_pod_deleted_mid_run),
     ("plan_change_and_verify", plan_change_and_verify),
     ("a_mistake_is_caught_and_rolled_back", a_mistake_is_caught_and_rolled_back),
@@ -246,6 +247,73 @@ fn agent_pod_deleted_mid_run(rt: &Runtime, node: &Node, ctx: &mut Ctx) {
 /// The migration as users run it: `plan` on the live cluster, its script applied so the real
 /// controllers roll the pods, the restarted pods really without (or with) the token, `verify`
 /// with the missing-token detector clean.
+/// The planner CronJob of `deploy/kustomize/overlays/planner-cronjob`, run once as a Job (the
+/// 1.20 node serves CronJobs as batch/v1beta1 only): the agent's image as a non-root user, its
+/// own ServiceAccount and RBAC, in-cluster configuration; it writes a PolicyReport for the
+/// workloads' namespace.
+fn the_planner_job_writes_reports(rt: &Runtime, node: &Node, ctx: &mut Ctx) {
+    let ns = ctx.ns().to_owned();
+    node.apply(probe_tests::cluster::POLICY_REPORT_CRD);
+    let overlay = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kustomize/overlays/planner-cronjob");
+    let out = std::process::Command::new("kubectl").arg("kustomize").arg(&overlay).output().expect("kubectl kustomize");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let objects: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("YAML"))
+                .expect("JSON")
+        })
+        .collect();
+    let planner = |o: &&serde_json::Value| o["metadata"]["name"] == "tokenprobe-planner";
+    for object in objects.iter().filter(planner).filter(|o| o["kind"] != "CronJob") {
+        node.apply(&object.to_string());
+    }
+    let cronjob = objects.iter().filter(planner).find(|o| o["kind"] == "CronJob").expect("the CronJob");
+    let mut spec = cronjob["spec"]["jobTemplate"]["spec"].clone();
+    let container = &mut spec["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/tokenprobe/probe-agent:0.1.0");
+    container["image"] = node.agent_image.clone().into();
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "tokenprobe-planner-once", "namespace": "tokenprobe"},
+        "spec": spec,
+    });
+    node.apply(&job.to_string());
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(node.client.clone(), "tokenprobe");
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    loop {
+        let status = rt.block_on(jobs.get("tokenprobe-planner-once")).expect("the Job").status.unwrap_or_default();
+        if status.succeeded.unwrap_or(0) > 0 {
+            break;
+        }
+        let logs = || {
+            let out = node.kubectl().args(["-n", "tokenprobe", "logs", "job/tokenprobe-planner-once"]).output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+        };
+        assert!(status.failed.unwrap_or(0) == 0, "the planner Job failed: {}", logs());
+        assert!(std::time::Instant::now() < deadline, "the planner Job did not finish: {status:?} {}", logs());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let out = node
+        .kubectl()
+        .args(["-n", &ns, "get", "policyreports.wgpolicyk8s.io", "tokenprobe-automount", "-o", "json"])
+        .output()
+        .expect("kubectl get");
+    assert!(out.status.success(), "no report in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let result_of = |name: &str| {
+        report["results"].as_array().expect("results").iter().find(|r| r["resources"][0]["name"] == name).cloned()
+    };
+    let client = result_of("api-client").unwrap_or_else(|| panic!("api-client not in {report}"));
+    assert_eq!(client["result"], "pass", "api-client uses its token: {client}");
+    assert_eq!(client["properties"]["verdict"], "uses-token");
+    assert!(result_of("idle").is_some(), "idle not in {report}");
+    node.kubectl()
+        .args(["-n", "tokenprobe", "delete", "job", "tokenprobe-planner-once", "--cascade=background"])
+        .output()
+        .expect("kubectl delete");
+}
+
 fn plan_change_and_verify(rt: &Runtime, node: &Node, ctx: &mut Ctx) {
     let ns = ctx.ns().to_owned();
     // The documented patch for verifying (docs/migration.md): the missing-token detector on.
