@@ -18,6 +18,8 @@ pub enum BtfError {
     },
     #[error("malformed BTF: {what}")]
     Malformed { what: String },
+    #[error("{path} is not usable BTF: {what} (tokenprobe needs the kernel's own BTF: CONFIG_DEBUG_INFO_BTF=y)")]
+    MalformedFile { path: String, what: String },
     #[error("BTF has no struct or union named `{name}`")]
     NoSuchType { name: String },
     #[error("`{ty}` has no member `{member}` in this kernel's BTF")]
@@ -123,7 +125,10 @@ impl Btf {
     /// [`BtfError::Read`] when the file cannot be read, [`BtfError::Malformed`] when it is not BTF.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&data)
+        Self::parse(&data).map_err(|e| match e {
+            BtfError::Malformed { what } => BtfError::MalformedFile { path: path.display().to_string(), what },
+            other => other,
+        })
     }
 
     /// Parses raw little-endian BTF.
@@ -176,7 +181,8 @@ impl Btf {
         let kind_flag = info >> 31 == 1;
         Ok(match kind {
             KIND_STRUCT | KIND_UNION => {
-                let mut members = Vec::with_capacity(vlen);
+                // Never more than the bytes left can hold: a forged count allocates nothing.
+                let mut members = Vec::with_capacity(vlen.min(c.data.len().saturating_sub(c.pos) / 12));
                 for _ in 0..vlen {
                     members.push(Member { name_off: c.u32()?, type_id: c.u32()?, offset: c.u32()? });
                 }

@@ -87,6 +87,26 @@ pub struct AgentInfo {
     /// agents calling the API server): reported apart; they say nothing about containers.
     #[serde(default)]
     pub host: KeyTotals,
+    /// What the published object left out to stay within the size the API server accepts
+    /// (absent: nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+/// What a published object left out to fit, in the order it was shed: process names, then
+/// retired totals that show no use (oldest first), and only when the container entries alone do
+/// not fit, entries that show no use — then the node's coverage is partial. Nothing that shows
+/// use is ever left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Truncated {
+    /// The size the object had to fit, in bytes of JSON.
+    pub limit_bytes: u64,
+    /// What was shed, in order (e.g. "process names", "12 retired totals without use").
+    pub shed: Vec<String>,
+    /// Container entries without use left out: non-zero makes the node's coverage partial.
+    #[serde(default)]
+    pub entries_without_use: u64,
 }
 
 /// A kind of loss: how many, first and last time.
@@ -225,6 +245,7 @@ impl AgentInfo {
             losses: Losses::default(),
             unattributed: KeyTotals::default(),
             host: KeyTotals::default(),
+            truncated: None,
         }
     }
 }
@@ -481,6 +502,41 @@ pub fn fold_retired(into: &mut Vec<RetiredTotals>, containers: &[ContainerEviden
 pub struct Workload {
     pub kind: String,
     pub name: String,
+}
+
+impl Reads {
+    /// Any file read at all.
+    #[must_use]
+    pub const fn any(&self) -> bool {
+        self.token > 0 || self.ca_crt > 0 || self.namespace > 0 || self.other > 0
+    }
+}
+
+impl ContainerEvidence {
+    /// Whether it shows any use of the token volume, of other token volumes, of the API server,
+    /// or a reach for a missing token: what must never be left out.
+    #[must_use]
+    pub fn shows_use(&self) -> bool {
+        self.reads.any()
+            || self.exec_reads.any()
+            || self.api_connects > 0
+            || self.exec_api_connects > 0
+            || self.missing_token_opens > 0
+            || self.other_volumes.iter().any(|v| v.reads.any() || v.exec_reads.any())
+    }
+}
+
+impl RetiredTotals {
+    /// As [`ContainerEvidence::shows_use`].
+    #[must_use]
+    pub fn shows_use(&self) -> bool {
+        self.reads.any()
+            || self.exec_reads.any()
+            || self.api_connects > 0
+            || self.exec_api_connects > 0
+            || self.missing_token_opens > 0
+            || self.other_volumes.iter().any(|v| v.reads.any() || v.exec_reads.any())
+    }
 }
 
 /// A projected volume other than the automount one that holds a token (custom audience, Vault,

@@ -19,6 +19,8 @@ pub mod counters;
 #[cfg(feature = "agent")]
 pub mod ebpf;
 pub mod evidence;
+#[cfg(test)]
+mod fuzz;
 pub mod k8s;
 pub mod mountinfo;
 #[cfg(feature = "agent")]

@@ -54,9 +54,16 @@ pub struct AgentArgs {
     /// Entries of the in-kernel connect-target map.
     #[arg(long, default_value_t = probe_common::maps::TARGETS_MAX)]
     targets_capacity: u32,
+    /// The kernel's BTF (struct offsets are read from it at load time).
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    btf_path: PathBuf,
     /// Keep the evidence across restarts in this directory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Save the state this often (with --state-dir; also at exit). Counts since the last save
+    /// are lost if the agent is killed (SIGKILL, OOM); a restart is recorded as a gap.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    save_interval: Duration,
     /// Fold containers gone longer than this into per-workload totals.
     #[arg(long, value_parser = parse_duration, default_value = "24h")]
     retention: Duration,
@@ -87,6 +94,8 @@ impl AgentArgs {
         config.counters_capacity = self.counters_capacity;
         config.targets_capacity = self.targets_capacity;
         config.state_dir = self.state_dir;
+        config.save_interval = self.save_interval;
+        config.btf_path = self.btf_path;
         config.retention = self.retention;
         config.sandboxed_runtime_classes = self.sandboxed_runtime_class.into_iter().filter(|c| !c.is_empty()).collect();
         config

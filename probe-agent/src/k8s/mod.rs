@@ -5,6 +5,7 @@
 pub mod automount;
 pub mod crd;
 pub mod endpoints;
+pub mod integrity;
 pub mod liveness;
 pub mod owners;
 pub mod podinfo;

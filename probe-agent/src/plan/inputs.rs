@@ -43,6 +43,8 @@ pub struct Inputs {
     pub pod_records: Vec<PodRecord>,
     pub replica_set_records: Vec<ReplicaSetRecord>,
     pub deployment_records: Vec<DeploymentRecord>,
+    /// Whether agents can write only their own node's evidence (read live; unknown from files).
+    pub integrity: crate::k8s::integrity::Integrity,
 }
 
 impl Inputs {
@@ -167,6 +169,24 @@ pub fn read_evidence(file: &str, reader: impl std::io::Read) -> Result<Vec<Evide
     Ok(out)
 }
 
+/// The evidence of a `NodeTokenEvidence` object counts as the evidence of the node the object is
+/// named after — the only node whose agent may write it where the admission policy
+/// (deploy/kustomize/components/evidence-integrity) is in force. An object that says it is
+/// another node's is taken as its writer's: it can show use by that node's pods, but it cannot
+/// vouch that they did not use their tokens (only a pod's own node can).
+#[must_use]
+pub fn published_by(object_name: &str, mut status: Evidence) -> Evidence {
+    if status.node != object_name {
+        tracing::warn!(
+            object = object_name,
+            claims = %status.node,
+            "a NodeTokenEvidence object carries evidence it says is another node's: counted as the object's own node's, it shows use but cannot vouch for that node's pods"
+        );
+        object_name.clone_into(&mut status.node);
+    }
+    status
+}
+
 fn evidence_object(file: &str, kind: Option<&str>, bytes: &[u8], out: &mut Vec<Evidence>) -> Result<(), InputError> {
     #[derive(serde::Deserialize)]
     struct Published {
@@ -185,7 +205,7 @@ fn evidence_object(file: &str, kind: Option<&str>, bytes: &[u8], out: &mut Vec<E
             let status = o
                 .status
                 .ok_or_else(|| bad(file, format!("NodeTokenEvidence {name} has no status (nothing published yet)")))?;
-            out.push(status);
+            out.push(published_by(&name, status));
         }
         Some(k) if k.ends_with("List") => {
             stream::for_each_object(bytes, |o| {

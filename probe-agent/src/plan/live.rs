@@ -102,7 +102,11 @@ pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &st
         .list(&ListParams::default())
         .await
         .map_err(|e| if crate::k8s::is_not_served(&e) { LoadError::NoCrd } else { LoadError::Api(e) })?;
-    inputs.evidence = super::inputs::merge_evidence(objects.items.into_iter().filter_map(|o| o.status).collect());
+    let published = objects.items.into_iter().filter_map(|o| {
+        let name = o.metadata.name.unwrap_or_default();
+        o.status.map(|status| super::inputs::published_by(&name, status))
+    });
+    inputs.evidence = super::inputs::merge_evidence(published.collect());
     progress(1, "nodes with evidence", inputs.evidence.len());
     inputs.pod_records = list_map(client, namespace, |p: Pod| PodRecord::of(&p)).await?;
     progress(2, "pods", inputs.pod_records.len());
@@ -123,6 +127,7 @@ pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &st
     inputs.controller_revisions = list::<ControllerRevision>(client, namespace).await?;
     progress(10, "controller revisions", inputs.controller_revisions.len());
     inputs.leases = leases(client, agent_namespace).await;
+    inputs.integrity = crate::k8s::integrity::check(client).await;
     progress(11, "agent leases", inputs.leases.len());
     Ok(inputs)
 }

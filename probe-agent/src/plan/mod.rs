@@ -252,6 +252,8 @@ pub struct Plan {
     pub service_accounts: Vec<ServiceAccountReport>,
     pub changes: Vec<Change>,
     pub phases: Vec<Phase>,
+    /// Whether one node's agent can write another node's evidence.
+    pub integrity: crate::k8s::integrity::Integrity,
 }
 
 /// This process's resident memory in MiB (`VmRSS`), for the planner's debug log; 0 where
@@ -271,7 +273,9 @@ pub fn rss_mib() -> u64 {
 #[must_use]
 pub fn plan(inputs: &Inputs, policy: &Policy) -> Plan {
     let started = std::time::Instant::now();
-    model::Model::with(inputs, |model| plan_model(model, policy, started))
+    let mut plan = model::Model::with(inputs, |model| plan_model(model, policy, started));
+    plan.integrity = inputs.integrity.clone();
+    plan
 }
 
 fn plan_model(model: &model::Model<'_>, policy: &Policy, started: std::time::Instant) -> Plan {
@@ -283,7 +287,14 @@ fn plan_model(model: &model::Model<'_>, policy: &Policy, started: std::time::Ins
     let changes = placement::changes(model, &workloads, &service_accounts);
     let phases = placement::phases(&changes, policy);
     tracing::debug!(elapsed = ?started.elapsed(), rss_mib = rss_mib(), "changes placed");
-    Plan { generated_at: policy.now, workloads, service_accounts, changes, phases }
+    Plan {
+        generated_at: policy.now,
+        workloads,
+        service_accounts,
+        changes,
+        phases,
+        integrity: crate::k8s::integrity::Integrity::default(),
+    }
 }
 
 /// Human duration: `3d4h`, `5h12m`, `40m`, `12s`.

@@ -31,6 +31,10 @@ use crate::{
 pub(super) struct Entry<'a> {
     pub node: &'a str,
     pub e: &'a ContainerEvidence,
+    /// Its pod is reported by more than one node. A pod runs on one node, so all but one of
+    /// them speak for a pod that is not theirs; for a pod that is gone the planner cannot tell
+    /// which: such entries show use but never vouch for non-use.
+    pub disputed: bool,
 }
 
 /// A current pod of a workload: its record (fields read through it), its revision and its
@@ -347,7 +351,14 @@ impl<'a> Model<'a> {
         for ev in &inputs.evidence {
             for c in &ev.containers {
                 if let Some(uid) = c.pod_uid.as_deref() {
-                    by_uid.entry(uid).or_default().push(Entry { node: &ev.node, e: c });
+                    by_uid.entry(uid).or_default().push(Entry { node: &ev.node, e: c, disputed: false });
+                }
+            }
+        }
+        for entries in by_uid.values_mut() {
+            if entries.iter().any(|en| en.node != entries[0].node) {
+                for en in entries.iter_mut() {
+                    en.disputed = true;
                 }
             }
         }

@@ -96,6 +96,12 @@ fn blind_spots(model: &Model<'_>, node: &str, policy: &Policy, since: Option<Off
             at(last)
         ));
     }
+    if let Some(t) = agent.truncated.as_ref().filter(|t| t.entries_without_use > 0) {
+        out.missing.insert(format!(
+            "the agent on node {node} left {} container entr(ies) without use out of its evidence to stay under {} bytes: its coverage is partial",
+            t.entries_without_use, t.limit_bytes
+        ));
+    }
     let unattributed = &agent.unattributed;
     if !unattributed.is_empty() && since.is_none_or(|s| unattributed.last_seen.is_none_or(|l| l >= s)) {
         out.missing.insert(format!(
@@ -224,7 +230,8 @@ fn runs(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> u64 {
         .count() as u64;
     let mut past: BTreeMap<&str, bool> = BTreeMap::new();
     for en in v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)) {
-        let ok = en.e.observed_from_start == Some(true)
+        let ok = !en.disputed
+            && en.e.observed_from_start == Some(true)
             && finished(en.e.pod_phase.as_deref())
             && en.e.uncovered.is_empty()
             && trusted(model, en.node, policy, en.e.observed_since);
@@ -332,7 +339,8 @@ fn window_start(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> Opt
         .iter()
         .filter(|p| v.is_current(p.revision.as_deref(), true))
         .flat_map(|p| p.own_entries().copied().collect::<Vec<_>>());
-    let past_entries = v.past.iter().filter(|en| v.is_current(en.e.revision.as_deref(), false)).copied();
+    let past_entries =
+        v.past.iter().filter(|en| !en.disputed && v.is_current(en.e.revision.as_deref(), false)).copied();
     current_pod_entries
         .chain(past_entries)
         .filter(|en| en.e.uncovered.is_empty() && trusted(model, en.node, policy, en.e.observed_since))

@@ -45,17 +45,98 @@ pub struct PublishStats {
     pub lease_errors: AtomicU64,
 }
 
-/// The evidence as published: without the debugging aids (per-volume list, cgroup paths) and
-/// with process names capped, so a busy node's object stays far below etcd's size limit.
+/// The largest published evidence, in bytes of JSON: etcd's default request limit is 1.5 MiB
+/// and the object carries its metadata and managed fields besides.
+pub const PUBLISH_LIMIT_BYTES: usize = 1_000_000;
+/// Room kept for the record of what was shed.
+const TRUNCATION_RECORD_BYTES: usize = 512;
+
+/// The evidence as published: without the debugging aids (per-volume list, cgroup paths), with
+/// process names capped, and within [`PUBLISH_LIMIT_BYTES`] (see [`published_within`]).
 #[must_use]
 pub fn published(evidence: &Evidence) -> Evidence {
+    published_within(evidence, PUBLISH_LIMIT_BYTES)
+}
+
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// [`published`] within `limit` bytes: still one object for the node. Over the limit, detail is
+/// shed in this order, and `agent.truncated` says what went: all process names; retired totals
+/// that show no use, oldest first; and only when the container entries alone do not fit,
+/// entries that show no use (gone ones first, then the least recently seen) — which makes the
+/// node's coverage partial. Nothing that shows use is ever left out: if what shows use alone is
+/// over the limit, the object is published as it is and the API server may refuse it (a
+/// publish error, logged and counted).
+#[must_use]
+pub fn published_within(evidence: &Evidence, limit: usize) -> Evidence {
     let mut out = evidence.clone();
     out.volumes.clear();
+    out.agent.truncated = None;
     for c in &mut out.containers {
         c.cgroup_path = None;
         c.processes.truncate(PUBLISHED_PROCESSES);
         c.exec_processes.truncate(PUBLISHED_PROCESSES);
     }
+    if json_len(&out) <= limit {
+        return out;
+    }
+    let budget = limit.saturating_sub(TRUNCATION_RECORD_BYTES);
+    let mut truncated = crate::evidence::Truncated { limit_bytes: limit as u64, ..Default::default() };
+    for c in &mut out.containers {
+        c.processes.clear();
+        c.exec_processes.clear();
+    }
+    truncated.shed.push("process names".into());
+    let mut size = json_len(&out);
+    if size > budget {
+        let mut idle: Vec<usize> = (0..out.retired.len()).filter(|&i| !out.retired[i].shows_use()).collect();
+        idle.sort_by_key(|&i| (out.retired[i].last_seen, i));
+        let mut drop = std::collections::HashSet::new();
+        for i in idle {
+            if size <= budget {
+                break;
+            }
+            size = size.saturating_sub(json_len(&out.retired[i]) + 1);
+            drop.insert(i);
+        }
+        let n = drop.len();
+        out.retired = std::mem::take(&mut out.retired)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| (!drop.contains(&i)).then_some(r))
+            .collect();
+        truncated.shed.push(format!("{n} retired total(s) without use"));
+        size = json_len(&out);
+    }
+    if size > budget {
+        let mut idle: Vec<usize> = (0..out.containers.len()).filter(|&i| !out.containers[i].shows_use()).collect();
+        idle.sort_by_key(|&i| {
+            let c = &out.containers[i];
+            (c.gone_since.is_none(), c.last_seen.or(c.observed_since), i)
+        });
+        let mut drop = std::collections::HashSet::new();
+        for i in idle {
+            if size <= budget {
+                break;
+            }
+            size = size.saturating_sub(json_len(&out.containers[i]) + 1);
+            drop.insert(i);
+        }
+        truncated.entries_without_use = drop.len() as u64;
+        out.containers = std::mem::take(&mut out.containers)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| (!drop.contains(&i)).then_some(c))
+            .collect();
+        truncated.shed.push(format!("{} container entr(ies) without use", drop.len()));
+        if json_len(&out) > budget {
+            truncated.shed.push("nothing more: what remains shows use".into());
+        }
+    }
+    tracing::warn!(limit, shed = ?truncated.shed, "the evidence is over the size the API server accepts: detail shed");
+    out.agent.truncated = Some(truncated);
     out
 }
 
@@ -244,6 +325,58 @@ mod tests {
         // etcd's default request limit is 1.5 MiB; stay well under half of it.
         assert!(size < 640 * 1024, "{size} bytes");
         assert!(published(&evidence).containers.iter().all(|c| c.processes.len() == PUBLISHED_PROCESSES));
+    }
+
+    /// A node whose evidence is over the limit still publishes one object within it, sheds in
+    /// the stated order, and never leaves out what shows use.
+    #[test]
+    fn over_the_limit_detail_is_shed_in_order_and_use_is_kept() {
+        let t = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
+        let mut containers: Vec<ContainerEvidence> = (0..400).flat_map(|i| (0..3).map(move |c| entry(i, c))).collect();
+        for (i, c) in containers.iter_mut().enumerate() {
+            c.reads = Reads { token: u64::from(i % 10 == 0), ..Reads::default() };
+            c.api_connects = 0;
+        }
+        let users = containers.iter().filter(|c| c.shows_use()).count();
+        let evidence = Evidence {
+            node: "n".into(),
+            agent: AgentInfo::new("0.1.0", t),
+            containers,
+            retired: Vec::new(),
+            volumes: Vec::new(),
+        };
+        let full = serde_json::to_vec(&published_within(&evidence, usize::MAX)).unwrap().len();
+        // Room for everything but the process names.
+        let no_names = {
+            let mut e = published_within(&evidence, usize::MAX);
+            e.containers.iter_mut().for_each(|c| {
+                c.processes.clear();
+                c.exec_processes.clear();
+            });
+            serde_json::to_vec(&e).unwrap().len()
+        };
+        let limit = no_names + TRUNCATION_RECORD_BYTES + 100;
+        assert!(limit < full);
+        let out = published_within(&evidence, limit);
+        assert!(serde_json::to_vec(&out).unwrap().len() <= limit);
+        let t1 = out.agent.truncated.clone().expect("truncated");
+        assert_eq!(t1.shed, ["process names"]);
+        assert_eq!(t1.entries_without_use, 0);
+        assert_eq!(out.containers.len(), evidence.containers.len(), "entries are not detail");
+        // Half of that: only entries without use can go, and the node says its coverage is partial.
+        let out = published_within(&evidence, limit / 2);
+        assert!(serde_json::to_vec(&out).unwrap().len() <= limit / 2);
+        let t2 = out.agent.truncated.clone().expect("truncated");
+        assert!(t2.entries_without_use > 0, "{t2:?}");
+        assert_eq!(t2.shed.len(), 3, "{t2:?}");
+        assert_eq!(out.containers.iter().filter(|c| c.shows_use()).count(), users, "every entry showing use kept");
+        assert_eq!(out.containers.len() as u64 + t2.entries_without_use, evidence.containers.len() as u64);
+        // Too small even for the users: nothing that shows use is dropped.
+        let out = published_within(&evidence, 1000);
+        assert_eq!(out.containers.len(), users);
+        assert!(out.agent.truncated.expect("truncated").shed.last().is_some_and(|s| s.starts_with("nothing more")));
+        // Under the limit nothing is said.
+        assert!(published_within(&evidence, usize::MAX).agent.truncated.is_none());
     }
 
     #[test]

@@ -720,6 +720,7 @@ impl State {
                 losses,
                 unattributed,
                 host,
+                truncated: None,
             },
             containers: self.container_entries(&all),
             retired: self.retired.clone(),

@@ -200,6 +200,8 @@ pub fn kubectl_plugin(rt: &Runtime, client: &Client) {
         let (verdict, reasons) = verdict_of(&live, name);
         assert_eq!(verdict, "insufficient-evidence", "{name}: {reasons}");
     }
+    // 1.20 has no ValidatingAdmissionPolicy: the plan says integrity is not enforced.
+    assert_eq!(live["integrity"]["enforced"], false, "{}", live["integrity"]);
     let audit = json_out(
         "audit --context",
         &setup.kubectl(&["audit", "--context", &setup.good_context, "-n", &ns.name, "-o", "json"]),
@@ -235,6 +237,7 @@ pub fn kubectl_plugin(rt: &Runtime, client: &Client) {
         "plan --evidence --objects",
         &setup.kubectl(&["plan", "--evidence", path(&evidence_file), "--objects", path(&objects_file), "-o", "json"]),
     );
+    assert!(offline["integrity"]["enforced"].is_null(), "from files it is unknown: {}", offline["integrity"]);
     let (verdict, reasons) = verdict_of(&offline, "reader");
     assert_eq!(verdict, "uses-token", "{reasons}");
     // `idle` is judged from the same file: whatever its verdict, it is not "uses-token".

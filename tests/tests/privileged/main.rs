@@ -10,6 +10,7 @@
 mod cli;
 mod connect;
 mod coverage;
+mod faults;
 mod files;
 
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ fn main() -> ExitCode {
     // What the agent could and could not see: once, in the best modes this kernel allows.
     for (name, case) in coverage::CASES {
         suite.run(&format!("coverage/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
+    }
+    for (name, case) in faults::CASES {
+        suite.run(&format!("faults/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
     }
     for (name, case) in cli::CASES {
         suite.run(&format!("cli/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));

@@ -90,6 +90,9 @@ pub fn plan_table(plan: &Plan) -> String {
     } else {
         out.push_str(&table(&["#", "PHASE", "NAMESPACE", "OBJECT", "SET", "WHY"], &changes));
     }
+    out.push_str("\nEvidence integrity between nodes: ");
+    out.push_str(&plan.integrity.detail);
+    out.push_str(".\n");
     out
 }
 

@@ -689,3 +689,109 @@ fn gone_users_are_shown_on_their_service_account() {
     );
     assert!(output::plan_table(&plan).contains("job/migrate-db"), "{}", output::plan_table(&plan));
 }
+
+/// A CronJob with three idle runs observed from start on `node-a`; the copies `forge` makes of
+/// their entries are published by `node-evil`.
+fn nightly_with_copies(forge: impl Fn(&mut ContainerEvidence)) -> Plan {
+    let mut f = Fixture::new();
+    f.cronjob("batch", "nightly", "nightly");
+    f.sa("batch", "nightly", None);
+    let rev = f.cron_revision("batch", "nightly");
+    for i in 0..3 {
+        f.past(
+            "batch",
+            &format!("nightly-{i}"),
+            &["job"],
+            ("CronJob", "nightly"),
+            "nightly",
+            Some(&rev),
+            "Succeeded",
+            IDLE,
+        );
+    }
+    let mut copies = f.node("node-a").containers.clone();
+    copies.iter_mut().for_each(forge);
+    f.node("node-evil").containers.extend(copies);
+    f.plan()
+}
+
+/// A pod runs on one node: when two nodes report the same gone pod, one of them speaks for a
+/// pod that is not its own, and the planner cannot tell which — so neither proves non-use, while
+/// use reported by either still counts.
+#[test]
+fn a_node_cannot_vouch_for_another_nodes_gone_pods() {
+    let alone = nightly_with_copies(|_| {});
+    let (v, reasons) = verdict(&alone, "batch", "nightly");
+    assert_eq!(v, Verdict::InsufficientEvidence, "runs reported by two nodes counted: {reasons:?}");
+    let used = nightly_with_copies(|e| e.reads.token = 5);
+    assert_eq!(verdict(&used, "batch", "nightly").0, Verdict::UsesToken, "use from any node counts");
+    // Without the copies the same runs are enough (the soundness table's case 5).
+    let mut f = Fixture::new();
+    f.cronjob("batch", "nightly", "nightly");
+    f.sa("batch", "nightly", None);
+    let rev = f.cron_revision("batch", "nightly");
+    for i in 0..3 {
+        f.past(
+            "batch",
+            &format!("nightly-{i}"),
+            &["job"],
+            ("CronJob", "nightly"),
+            "nightly",
+            Some(&rev),
+            "Succeeded",
+            IDLE,
+        );
+    }
+    assert_eq!(verdict(&f.plan(), "batch", "nightly").0, Verdict::SafeToDisable);
+}
+
+/// A `NodeTokenEvidence` object named after one node that says it is another node's is taken as
+/// the evidence of the node it is named after: it shows use by the other node's pods, and never
+/// vouches for them.
+#[test]
+fn an_object_speaks_only_for_the_node_it_is_named_after() {
+    let build = |token: u64| {
+        let mut f = Fixture::new();
+        f.sa("shop", "web", None);
+        f.workload("shop", "web", "web", 1, 1, &[("app", Seen { token, ..IDLE })], None);
+        // The only evidence of node-a's pod comes from an object named after node-evil.
+        let forged = f.inputs.evidence.remove(0);
+        assert_eq!(forged.node, "node-a");
+        f.inputs.evidence.push(crate::plan::inputs::published_by("node-evil", forged));
+        f.plan()
+    };
+    let (v, reasons) = verdict(&build(0), "shop", "web");
+    assert_eq!(v, Verdict::InsufficientEvidence, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("node-a")), "the pod's own node is named: {reasons:?}");
+    assert_eq!(verdict(&build(7), "shop", "web").0, Verdict::UsesToken);
+    // Named after the node it describes, the same evidence is that node's.
+    let own = crate::plan::inputs::published_by("node-a", build_evidence());
+    assert_eq!(own.node, "node-a");
+}
+
+fn build_evidence() -> Evidence {
+    let mut f = Fixture::new();
+    f.node("node-a").clone()
+}
+
+/// A node that left entries without use out of its published evidence (over the size limit)
+/// cannot vouch for its pods: the ones it kept are not enough.
+#[test]
+fn a_node_that_shed_entries_is_partial() {
+    let mut f = Fixture::new();
+    f.sa("shop", "web", None);
+    f.workload("shop", "web", "web", 1, 1, &[("app", IDLE)], None);
+    assert_eq!(verdict(&f.plan(), "shop", "web").0, Verdict::SafeToDisable);
+    f.node("node-a").agent.truncated = Some(crate::evidence::Truncated {
+        limit_bytes: 1_000_000,
+        shed: vec![
+            "process names".into(),
+            "0 retired total(s) without use".into(),
+            "2 container entr(ies) without use".into(),
+        ],
+        entries_without_use: 2,
+    });
+    let (v, reasons) = verdict(&f.plan(), "shop", "web");
+    assert_eq!(v, Verdict::InsufficientEvidence);
+    assert!(reasons.iter().any(|r| r.contains("coverage is partial") && r.contains("node-a")), "{reasons:?}");
+}
