@@ -357,6 +357,24 @@ impl FakeNode {
         Container { pod_uid: pod.uid.clone(), id, cgroup_dir: dir, cgroup_path }
     }
 
+    /// Removes a container's cgroup (its processes must be gone): the container has exited.
+    ///
+    /// # Panics
+    /// When the cgroup cannot be removed within a second.
+    pub fn remove_container(&mut self, container: &Container) {
+        let dir = &container.cgroup_dir;
+        let mut result = std::fs::remove_dir(dir);
+        for _ in 0..50 {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            result = std::fs::remove_dir(dir);
+        }
+        result.unwrap_or_else(|e| panic!("remove cgroup {}: {e}", dir.display()));
+        self.cgroups.retain(|c| c != dir);
+    }
+
     /// Starts a process in `container` with `volumes` bind-mounted at the given paths in its own
     /// mount namespace.
     #[must_use]

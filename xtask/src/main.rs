@@ -62,6 +62,10 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// The agent under sustained load on a fake node — token and other opens, connects,
+    /// containers coming and going, agent restarts — with exact counts at the end and its
+    /// memory and CPU over time (root).
+    Soak(test::SoakArgs),
     /// Print the krew plugin manifest of a release (deploy/krew/tokenprobe.yaml filled in and
     /// checked).
     Krew {
@@ -112,6 +116,10 @@ fn main() -> anyhow::Result<()> {
             node::command(&setup::cache_dir(), &command)
         }
         Task::Manifests { check } => manifests::run(check),
+        Task::Soak(args) => {
+            setup::run()?;
+            test::soak(&args.duration, args.json.as_deref())
+        }
         Task::Krew { version, uri, sha256 } => krew::run(&version, &uri, &sha256),
         Task::Lint => {
             setup::run()?;

@@ -27,6 +27,45 @@ pub struct TestArgs {
     /// Skip the real-node tier (a kubelet + containerd node on this machine).
     #[arg(long)]
     no_node: bool,
+    /// Skip the short soak (a minute of sustained load with restarts, exact counts).
+    #[arg(long)]
+    no_soak: bool,
+}
+
+/// `cargo xtask soak`.
+#[derive(Debug, clap::Args)]
+pub struct SoakArgs {
+    /// How long the load runs (`30m`, `90s`).
+    #[arg(long, default_value = "30m")]
+    pub duration: String,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs the soak binary (root) for `duration` with the agent from this workspace.
+pub fn soak(duration: &str, json: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the soak attaches programs and makes a fake node: run it as root");
+    }
+    let agent = build_agent()?;
+    let soak = binary_path(
+        cargo().args([
+            "build",
+            "--package",
+            "probe-tests",
+            "--bin",
+            "tokenprobe-soak",
+            "--message-format=json-render-diagnostics",
+        ]),
+        "tokenprobe-soak",
+    )?;
+    let mut cmd = Command::new(soak);
+    cmd.env("TOKENPROBE_AGENT_BIN", agent).args(["--duration", duration]);
+    if let Some(path) = json {
+        cmd.arg("--json").arg(path);
+    }
+    cmd::run(&mut cmd).context("the soak failed")
 }
 
 fn cargo() -> Command {
@@ -111,6 +150,9 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
         cmd.arg(f);
     }
     cmd::run(&mut cmd).context("privileged tests failed")?;
+    if !args.no_soak && args.filter.is_none() {
+        soak("60s", None)?;
+    }
     if !args.no_apiserver {
         apiserver_tests(args.filter.as_deref())?;
     }
