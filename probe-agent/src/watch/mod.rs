@@ -16,6 +16,7 @@ use tokio::{
 };
 
 pub use self::keying::ContainerKeyMode;
+pub use self::state::MAX_GAPS;
 use self::state::State;
 use crate::{
     evidence::Evidence,

@@ -38,8 +38,9 @@ use crate::{
     targets,
 };
 
-/// Most gaps (restarts) kept in the evidence.
-const MAX_GAPS: usize = 16;
+/// Most gaps (restarts) kept in the evidence: the latest. (Each container's `unobservedSeconds`
+/// keeps counting every gap it lived through.)
+pub const MAX_GAPS: usize = 16;
 /// How often containers past the retention window are folded.
 const RETIRE_EVERY: Duration = Duration::from_mins(1);
 /// Longest wait before a change the kernel or the mount table reported is rescanned (changes

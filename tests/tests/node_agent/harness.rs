@@ -439,3 +439,107 @@ pub async fn apply_patch(client: &Client, change: &probe_agent::plan::Change) {
         .await
         .unwrap_or_else(|e| panic!("patch {} {}: {e}", change.target.kind, change.target.name));
 }
+
+/// How the [`FaultProxy`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Forwards every request to the API server.
+    None = 0,
+    /// `429 Too Many Requests` with `Retry-After: 1` (API priority and fairness throttling).
+    TooManyRequests = 1,
+    /// `500 Internal Server Error`.
+    ServerError = 2,
+    /// Forwards, but answers each request 2 s late.
+    Slow = 3,
+}
+
+/// An HTTP front for the test API server that can answer 429, 500 or slowly: the agent's
+/// client talks plain HTTP to it on 127.0.0.1; it forwards with the test's own client.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    fault: Arc<std::sync::atomic::AtomicU8>,
+    server: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: Client) -> Self {
+        use axum::{body::Body as AxumBody, extract::State, response::IntoResponse as _};
+        type Shared = (Client, Arc<std::sync::atomic::AtomicU8>);
+        async fn handle(
+            State((client, fault)): State<Shared>,
+            request: axum::extract::Request,
+        ) -> axum::response::Response {
+            let status = |code: u16, reason: &str| {
+                let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason});
+                let mut response = (
+                    axum::http::StatusCode::from_u16(code).expect("status"),
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response();
+                if code == 429 {
+                    response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                }
+                response
+            };
+            match fault.load(Ordering::SeqCst) {
+                1 => return status(429, "TooManyRequests"),
+                2 => return status(500, "InternalError"),
+                3 => tokio::time::sleep(Duration::from_secs(2)).await,
+                _ => {}
+            }
+            let (parts, body) = request.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else { return status(400, "BadRequest") };
+            let mut forward = axum::http::Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+            for (name, value) in &parts.headers {
+                if matches!(name.as_str(), "content-type" | "accept") {
+                    forward = forward.header(name, value);
+                }
+            }
+            let Ok(forward) = forward.body(kube::client::Body::from(bytes.to_vec())) else {
+                return status(400, "BadRequest");
+            };
+            match client.send(forward).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let mut out = axum::response::Response::new(AxumBody::new(body));
+                    *out.status_mut() = parts.status;
+                    if let Some(ct) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
+                        out.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct.clone());
+                    }
+                    out
+                }
+                Err(_) => status(502, "BadGateway"),
+            }
+        }
+        let fault = Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fault proxy");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(handle).with_state((upstream, Arc::clone(&fault)));
+        let server = tokio::spawn(async move {
+            drop(axum::serve(listener, app).await);
+        });
+        Self { addr, fault, server }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.fault.store(fault as u8, Ordering::SeqCst);
+    }
+
+    /// A client of the API server through this proxy (plain HTTP on loopback, no credentials:
+    /// the proxy adds the test's).
+    #[expect(clippy::unused_async, reason = "a kube client must be built inside the runtime")]
+    pub async fn client(&self) -> Client {
+        let url = format!("http://{}", self.addr).parse().expect("url");
+        Client::try_from(kube::Config::new(url)).expect("client")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

@@ -27,7 +27,9 @@ use probe_tests::{
 use serde_json::json;
 use tokio::runtime::Runtime;
 
-use crate::harness::{ApiProxy, NetNs, RunningAgent, api_pod, container_of, entry_named, http_get, published};
+use crate::harness::{
+    ApiProxy, Fault, FaultProxy, NetNs, RunningAgent, api_pod, container_of, entry_named, http_get, published,
+};
 
 type Case = fn(&Runtime, &Client);
 
@@ -36,6 +38,7 @@ const CASES: &[(&str, Case)] = &[
     ("connects_to_cluster_ip_and_endpoint_in_a_netns", connects_in_a_netns),
     ("agent_restart_loses_nothing", agent_restart),
     ("api_server_outage_loses_nothing", api_outage),
+    ("api_server_429_500_and_slow_lose_nothing", api_errors_and_slowness),
     ("full_target_map_is_reported", full_target_map),
     ("liveness_lease_renewed_then_stale", liveness_lease),
     ("init_restarts_and_sandboxes_in_run_mode", init_restarts_and_sandboxes),
@@ -264,6 +267,79 @@ fn api_outage(rt: &Runtime, client: &Client) {
         entry_named(ev, "through-outage", "app").is_some_and(|e| e.reads.token == 3)
     });
     assert_eq!(container_of(&ev, &c).expect("entry").reads.token, 3);
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+/// The API server throttling (429), failing (500) or slow: the agent keeps counting, counts the
+/// failed publications (metric), and publishes everything once it answers again.
+fn api_errors_and_slowness(rt: &Runtime, client: &Client) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-faults-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "faults"));
+    let proxy = rt.block_on(FaultProxy::start(client.clone()));
+    let agent_client = rt.block_on(proxy.client());
+    let agent = RunningAgent::start(rt, &node, &node_name, agent_client, |_| {});
+    let p = rt.block_on(api_pod(&ns, &node_name, "through-faults", "default", &["app"], None));
+    let (vol, c) = rt.block_on(p.place(&ns, &mut node));
+    let vol = vol.expect("token volume");
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    let token = Action::Open(format!("{SA_DIR}/token").into());
+    a.ok(&token);
+    let mut reads = 1;
+    published(rt, client, &node_name, Duration::from_secs(30), |ev| {
+        entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
+    });
+    let errors = || {
+        http_get(agent.http, "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("tokenprobe_publish_errors_total ").and_then(|v| v.trim().parse::<u64>().ok()))
+            .unwrap_or(0)
+    };
+    let local_reads = || {
+        let local = harness::wait_local(rt, &agent, Duration::from_secs(10), |_| true);
+        container_of(&local, &c).expect("entry").reads.token
+    };
+    // 429 with Retry-After: the client waits and retries (kube's retry policy); counting goes
+    // on, nothing newer is published meanwhile, and everything is once the server answers.
+    proxy.set(Fault::TooManyRequests);
+    a.ok(&token);
+    reads += 1;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(local_reads(), reads, "counting goes on while throttled");
+    let stale = published(rt, client, &node_name, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        entry_named(&stale, "through-faults", "app").map(|e| e.reads.token),
+        Some(reads - 1),
+        "published while throttled"
+    );
+    proxy.set(Fault::None);
+    published(rt, client, &node_name, Duration::from_mins(2), |ev| {
+        entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
+    });
+    // 500: each failed publication is counted (metric) and retried at the next interval.
+    let before = errors();
+    proxy.set(Fault::ServerError);
+    a.ok(&token);
+    reads += 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while errors() <= before {
+        assert!(std::time::Instant::now() < deadline, "no failed publication counted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(local_reads(), reads, "counting goes on while the server fails");
+    proxy.set(Fault::None);
+    published(rt, client, &node_name, Duration::from_mins(1), |ev| {
+        entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
+    });
+    // Slow (every answer 2 s late): publications still go through.
+    proxy.set(Fault::Slow);
+    a.ok(&token);
+    reads += 1;
+    published(rt, client, &node_name, Duration::from_mins(1), |ev| {
+        entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
+    });
+    proxy.set(Fault::None);
     agent.stop(rt);
     rt.block_on(ns.cleanup());
 }
