@@ -504,38 +504,38 @@ pub struct Workload {
     pub name: String,
 }
 
-impl Reads {
-    /// Any file read at all.
-    #[must_use]
-    pub const fn any(&self) -> bool {
-        self.token > 0 || self.ca_crt > 0 || self.namespace > 0 || self.other > 0
-    }
+/// Whether counts show any use of the token volume, of other token volumes, of the API server,
+/// or a reach for a missing token: what must never be left out.
+fn any_use(reads: [&Reads; 2], connects: [u64; 2], missing: u64, others: &[OtherVolume]) -> bool {
+    reads.iter().any(|r| r.total() > 0)
+        || connects.iter().any(|&c| c > 0)
+        || missing > 0
+        || others.iter().any(|v| v.reads.total() > 0 || v.exec_reads.total() > 0)
 }
 
 impl ContainerEvidence {
-    /// Whether it shows any use of the token volume, of other token volumes, of the API server,
-    /// or a reach for a missing token: what must never be left out.
+    /// See [`any_use`].
     #[must_use]
     pub fn shows_use(&self) -> bool {
-        self.reads.any()
-            || self.exec_reads.any()
-            || self.api_connects > 0
-            || self.exec_api_connects > 0
-            || self.missing_token_opens > 0
-            || self.other_volumes.iter().any(|v| v.reads.any() || v.exec_reads.any())
+        any_use(
+            [&self.reads, &self.exec_reads],
+            [self.api_connects, self.exec_api_connects],
+            self.missing_token_opens,
+            &self.other_volumes,
+        )
     }
 }
 
 impl RetiredTotals {
-    /// As [`ContainerEvidence::shows_use`].
+    /// See [`any_use`].
     #[must_use]
     pub fn shows_use(&self) -> bool {
-        self.reads.any()
-            || self.exec_reads.any()
-            || self.api_connects > 0
-            || self.exec_api_connects > 0
-            || self.missing_token_opens > 0
-            || self.other_volumes.iter().any(|v| v.reads.any() || v.exec_reads.any())
+        any_use(
+            [&self.reads, &self.exec_reads],
+            [self.api_connects, self.exec_api_connects],
+            self.missing_token_opens,
+            &self.other_volumes,
+        )
     }
 }
 

@@ -109,6 +109,29 @@ pub fn entry<'e>(ev: &'e Evidence, container: &Container) -> &'e ContainerEviden
         .unwrap_or_else(|| panic!("no evidence for container {}: {}", container.id, dump(ev)))
 }
 
+/// The agent's saved state (`<dir>/state.json`) as evidence: its container entries and gaps;
+/// `Ok(None)` when there is no state file, `Err` when it is not whole.
+///
+/// # Errors
+/// The file cannot be read or is not a whole state file.
+pub fn saved_state(dir: &std::path::Path) -> Result<Option<Evidence>, String> {
+    let text = match std::fs::read_to_string(dir.join("state.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not whole JSON: {e}"))?;
+    let mut ev = Evidence {
+        node: value["node"].as_str().unwrap_or_default().to_owned(),
+        agent: probe_agent::evidence::AgentInfo::new("0", time::OffsetDateTime::UNIX_EPOCH),
+        containers: serde_json::from_value(value["containers"].clone()).map_err(|e| e.to_string())?,
+        retired: Vec::new(),
+        volumes: Vec::new(),
+    };
+    ev.agent.gaps = serde_json::from_value(value["gaps"].clone()).map_err(|e| e.to_string())?;
+    Ok(Some(ev))
+}
+
 /// Whether the evidence has an entry for a container.
 #[must_use]
 pub fn has_entry(ev: &Evidence, container: &Container) -> bool {

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::{
-    evidence::Evidence,
+    evidence::{ContainerEvidence, Evidence, RetiredTotals},
     k8s::{crd::NodeTokenEvidence, liveness},
     watch::AgentHandle,
 };
@@ -62,6 +62,33 @@ fn json_len<T: serde::Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
+/// Removes the items that do not `show_use`, in the order of `key` (smallest first), until
+/// `size` (the JSON length, lowered by each removal) is within `budget`; returns how many went.
+fn shed<T: serde::Serialize, K: Ord>(
+    items: &mut Vec<T>,
+    size: &mut usize,
+    budget: usize,
+    shows_use: impl Fn(&T) -> bool,
+    key: impl Fn(&T) -> K,
+) -> usize {
+    let mut idle: Vec<usize> = (0..items.len()).filter(|&i| !shows_use(&items[i])).collect();
+    idle.sort_by_key(|&i| (key(&items[i]), i));
+    let mut drop = std::collections::HashSet::new();
+    for i in idle {
+        if *size <= budget {
+            break;
+        }
+        *size = size.saturating_sub(json_len(&items[i]) + 1);
+        drop.insert(i);
+    }
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        !drop.contains(&(i - 1))
+    });
+    drop.len()
+}
+
 /// [`published`] within `limit` bytes: still one object for the node. Over the limit, detail is
 /// shed in this order, and `agent.truncated` says what went: all process names; retired totals
 /// that show no use, oldest first; and only when the container entries alone do not fit,
@@ -91,46 +118,17 @@ pub fn published_within(evidence: &Evidence, limit: usize) -> Evidence {
     truncated.shed.push("process names".into());
     let mut size = json_len(&out);
     if size > budget {
-        let mut idle: Vec<usize> = (0..out.retired.len()).filter(|&i| !out.retired[i].shows_use()).collect();
-        idle.sort_by_key(|&i| (out.retired[i].last_seen, i));
-        let mut drop = std::collections::HashSet::new();
-        for i in idle {
-            if size <= budget {
-                break;
-            }
-            size = size.saturating_sub(json_len(&out.retired[i]) + 1);
-            drop.insert(i);
-        }
-        let n = drop.len();
-        out.retired = std::mem::take(&mut out.retired)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| (!drop.contains(&i)).then_some(r))
-            .collect();
+        let n = shed(&mut out.retired, &mut size, budget, RetiredTotals::shows_use, |r| r.last_seen);
         truncated.shed.push(format!("{n} retired total(s) without use"));
         size = json_len(&out);
     }
     if size > budget {
-        let mut idle: Vec<usize> = (0..out.containers.len()).filter(|&i| !out.containers[i].shows_use()).collect();
-        idle.sort_by_key(|&i| {
-            let c = &out.containers[i];
-            (c.gone_since.is_none(), c.last_seen.or(c.observed_since), i)
+        // Gone entries first, then the least recently seen.
+        let n = shed(&mut out.containers, &mut size, budget, ContainerEvidence::shows_use, |c| {
+            (c.gone_since.is_none(), c.last_seen.or(c.observed_since))
         });
-        let mut drop = std::collections::HashSet::new();
-        for i in idle {
-            if size <= budget {
-                break;
-            }
-            size = size.saturating_sub(json_len(&out.containers[i]) + 1);
-            drop.insert(i);
-        }
-        truncated.entries_without_use = drop.len() as u64;
-        out.containers = std::mem::take(&mut out.containers)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, c)| (!drop.contains(&i)).then_some(c))
-            .collect();
-        truncated.shed.push(format!("{} container entr(ies) without use", drop.len()));
+        truncated.entries_without_use = n as u64;
+        truncated.shed.push(format!("{n} container entr(ies) without use"));
         if json_len(&out) > budget {
             truncated.shed.push("nothing more: what remains shows use".into());
         }

@@ -449,20 +449,9 @@ fn no_or_corrupt_btf_and_refused_modes_exit_1(_rt: &Runtime, _file: FileHook, _c
     }
 }
 
-/// The saved state's entries, as evidence of node `cli-node`, or why it cannot be read.
+/// The saved state as evidence, or why there is none.
 fn saved_state(dir: &std::path::Path) -> Result<Evidence, String> {
-    let text = std::fs::read_to_string(dir.join("state.json")).map_err(|e| e.to_string())?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not whole JSON: {e}"))?;
-    let containers = serde_json::from_value(value["containers"].clone()).map_err(|e| e.to_string())?;
-    let mut ev = Evidence {
-        node: "cli-node".into(),
-        agent: probe_agent::evidence::AgentInfo::new("0", time::OffsetDateTime::UNIX_EPOCH),
-        containers,
-        retired: Vec::new(),
-        volumes: Vec::new(),
-    };
-    ev.agent.gaps = serde_json::from_value(value["gaps"].clone()).map_err(|e| e.to_string())?;
-    Ok(ev)
+    probe_tests::agent::saved_state(dir)?.ok_or_else(|| "no state file".to_owned())
 }
 
 /// SIGKILL at random moments while the agent saves its state every 20 ms: the file is always

@@ -10,10 +10,7 @@ use std::{
 };
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use probe_agent::{
-    evidence::Evidence,
-    probe::{ConnectHook, FileHook},
-};
+use probe_agent::probe::{ConnectHook, FileHook};
 use probe_tests::{
     actor::Action,
     agent::{TestAgent, entry, has_entry},
@@ -63,17 +60,10 @@ fn fill(dir: &Path) -> PathBuf {
     filler
 }
 
-/// The token reads of `c` in the saved state (`None`: no readable state, or no entry).
+/// The token reads of `c` in the saved state (`None`: no state file, or no entry); a state file
+/// that is not whole fails the case.
 fn saved_reads(dir: &Path, c: &Container) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join("state.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).expect("the state file is whole JSON");
-    let ev = Evidence {
-        node: String::new(),
-        agent: probe_agent::evidence::AgentInfo::new("0", time::OffsetDateTime::UNIX_EPOCH),
-        containers: serde_json::from_value(value["containers"].clone()).expect("containers"),
-        retired: Vec::new(),
-        volumes: Vec::new(),
-    };
+    let ev = probe_tests::agent::saved_state(dir).unwrap_or_else(|e| panic!("the state file: {e}"))?;
     has_entry(&ev, c).then(|| entry(&ev, c).reads.token)
 }
 

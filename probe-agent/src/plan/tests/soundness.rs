@@ -690,9 +690,8 @@ fn gone_users_are_shown_on_their_service_account() {
     assert!(output::plan_table(&plan).contains("job/migrate-db"), "{}", output::plan_table(&plan));
 }
 
-/// A CronJob with three idle runs observed from start on `node-a`; the copies `forge` makes of
-/// their entries are published by `node-evil`.
-fn nightly_with_copies(forge: impl Fn(&mut ContainerEvidence)) -> Plan {
+/// A CronJob with three idle runs observed from start on `node-a`.
+fn nightly() -> Fixture {
     let mut f = Fixture::new();
     f.cronjob("batch", "nightly", "nightly");
     f.sa("batch", "nightly", None);
@@ -709,6 +708,12 @@ fn nightly_with_copies(forge: impl Fn(&mut ContainerEvidence)) -> Plan {
             IDLE,
         );
     }
+    f
+}
+
+/// [`nightly`], and the copies `forge` makes of its entries published by `node-evil`.
+fn nightly_with_copies(forge: impl Fn(&mut ContainerEvidence)) -> Plan {
+    let mut f = nightly();
     let mut copies = f.node("node-a").containers.clone();
     copies.iter_mut().for_each(forge);
     f.node("node-evil").containers.extend(copies);
@@ -726,23 +731,7 @@ fn a_node_cannot_vouch_for_another_nodes_gone_pods() {
     let used = nightly_with_copies(|e| e.reads.token = 5);
     assert_eq!(verdict(&used, "batch", "nightly").0, Verdict::UsesToken, "use from any node counts");
     // Without the copies the same runs are enough (the soundness table's case 5).
-    let mut f = Fixture::new();
-    f.cronjob("batch", "nightly", "nightly");
-    f.sa("batch", "nightly", None);
-    let rev = f.cron_revision("batch", "nightly");
-    for i in 0..3 {
-        f.past(
-            "batch",
-            &format!("nightly-{i}"),
-            &["job"],
-            ("CronJob", "nightly"),
-            "nightly",
-            Some(&rev),
-            "Succeeded",
-            IDLE,
-        );
-    }
-    assert_eq!(verdict(&f.plan(), "batch", "nightly").0, Verdict::SafeToDisable);
+    assert_eq!(verdict(&nightly().plan(), "batch", "nightly").0, Verdict::SafeToDisable);
 }
 
 /// A `NodeTokenEvidence` object named after one node that says it is another node's is taken as
@@ -765,13 +754,8 @@ fn an_object_speaks_only_for_the_node_it_is_named_after() {
     assert!(reasons.iter().any(|r| r.contains("node-a")), "the pod's own node is named: {reasons:?}");
     assert_eq!(verdict(&build(7), "shop", "web").0, Verdict::UsesToken);
     // Named after the node it describes, the same evidence is that node's.
-    let own = crate::plan::inputs::published_by("node-a", build_evidence());
+    let own = crate::plan::inputs::published_by("node-a", Fixture::new().node("node-a").clone());
     assert_eq!(own.node, "node-a");
-}
-
-fn build_evidence() -> Evidence {
-    let mut f = Fixture::new();
-    f.node("node-a").clone()
 }
 
 /// A node that left entries without use out of its published evidence (over the size limit)
