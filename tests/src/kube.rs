@@ -40,13 +40,33 @@ pub async fn legacy_client() -> Result<Client, NoServer> {
     client_from(LEGACY_KUBECONFIG_ENV).await
 }
 
-async fn client_from(env: &str) -> Result<Client, NoServer> {
+/// The connection to the test API server (not checked).
+///
+/// # Errors
+/// [`NoServer`] saying why there is none.
+pub async fn config() -> Result<Config, NoServer> {
+    config_from(KUBECONFIG_ENV).await
+}
+
+/// The same, for the legacy test API server.
+///
+/// # Errors
+/// [`NoServer`] saying why there is none.
+pub async fn legacy_config() -> Result<Config, NoServer> {
+    config_from(LEGACY_KUBECONFIG_ENV).await
+}
+
+async fn config_from(env: &str) -> Result<Config, NoServer> {
     let path = std::env::var_os(env).map(PathBuf::from).ok_or(NoServer::NotConfigured)?;
     let kubeconfig =
         Kubeconfig::read_from(&path).map_err(|e| NoServer::Broken(format!("cannot read {}: {e}", path.display())))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| NoServer::Broken(format!("bad kubeconfig {}: {e}", path.display())))?;
+        .map_err(|e| NoServer::Broken(format!("bad kubeconfig {}: {e}", path.display())))
+}
+
+async fn client_from(env: &str) -> Result<Client, NoServer> {
+    let config = config_from(env).await?;
     let client = Client::try_from(config).map_err(|e| NoServer::Broken(format!("cannot build a client: {e}")))?;
     client.apiserver_version().await.map_err(|e| NoServer::Broken(format!("the API server does not answer: {e}")))?;
     Ok(client)

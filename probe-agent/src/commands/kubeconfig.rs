@@ -3,18 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-#[cfg(feature = "agent")]
-use kube::Client;
 use kube::{
     Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
-
-/// A client from a kubeconfig, else the in-cluster configuration or `$KUBECONFIG`.
-#[cfg(feature = "agent")]
-pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    Client::try_from(client_config(kubeconfig, None).await?).context("cannot build a Kubernetes client")
-}
 
 /// The client configuration: `kubeconfig` (else `$KUBECONFIG` or `~/.kube/config`, else
 /// in-cluster), at its context `context` (else its current one) — as kubectl chooses.

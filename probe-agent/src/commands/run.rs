@@ -8,7 +8,7 @@ use crate::{
 };
 use anyhow::Context as _;
 
-use super::{agent_args::AgentArgs, kubeconfig::client};
+use super::{agent_args::AgentArgs, kubeconfig::client_config};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -36,7 +36,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let api = client_config(args.kubeconfig.as_ref(), None).await?;
     let config = RunConfig {
         watch: args.agent.config(Some(args.node_name)),
         publish_interval: args.publish_interval,
@@ -45,5 +45,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         http_addr: Some(args.http_addr),
     };
     let signal = super::shutdown_signal().context("cannot handle signals")?;
-    run_agent(config, client, signal).await.context("the agent failed")
+    run_agent(config, api, signal).await.context("the agent failed")
 }

@@ -14,7 +14,7 @@ use axum::{
 };
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::ConstCounter, family::Family, gauge::ConstGauge, gauge::Gauge},
+    metrics::{counter::ConstCounter, counter::Counter, family::Family, gauge::ConstGauge, gauge::Gauge},
     registry::Registry,
 };
 use tokio::sync::watch;
@@ -161,35 +161,55 @@ pub fn render(m: &Metrics, publish: Option<&PublishStats>) -> Result<String, std
         ConstCounter::new(m.full_rescans),
     );
     if let Some(p) = publish {
-        registry.register(
-            "publications",
-            "Successful publications of the evidence",
-            ConstCounter::new(p.published.load(Ordering::Relaxed)),
-        );
-        registry.register(
-            "publish_errors",
-            "Failed publications of the evidence",
-            ConstCounter::new(p.errors.load(Ordering::Relaxed)),
-        );
-        registry.register(
-            "last_publication_timestamp_seconds",
-            "Unix time of the last successful publication",
-            gauge(usize::try_from(p.last_success.load(Ordering::Relaxed)).unwrap_or(0)),
-        );
-        registry.register(
-            "lease_renewals",
-            "Renewals of the node's liveness Lease",
-            ConstCounter::new(p.lease_renewals.load(Ordering::Relaxed)),
-        );
-        registry.register(
-            "lease_errors",
-            "Failed renewals of the node's liveness Lease (the planner then judges the node stale)",
-            ConstCounter::new(p.lease_errors.load(Ordering::Relaxed)),
-        );
+        register_publish(&mut registry, p);
     }
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// The `run` mode's metrics: publications, the Lease, the API server's error answers.
+fn register_publish(registry: &mut Registry, p: &PublishStats) {
+    registry.register(
+        "publications",
+        "Successful publications of the evidence",
+        ConstCounter::new(p.published.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "publish_errors",
+        "Failed publications of the evidence",
+        ConstCounter::new(p.errors.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "last_publication_timestamp_seconds",
+        "Unix time of the last successful publication",
+        gauge(usize::try_from(p.last_success.load(Ordering::Relaxed)).unwrap_or(0)),
+    );
+    registry.register(
+        "lease_renewals",
+        "Renewals of the node's liveness Lease",
+        ConstCounter::new(p.lease_renewals.load(Ordering::Relaxed)),
+    );
+    registry.register(
+        "lease_errors",
+        "Failed renewals of the node's liveness Lease (the planner then judges the node stale)",
+        ConstCounter::new(p.lease_errors.load(Ordering::Relaxed)),
+    );
+    let api = &p.api;
+    let answers = Family::<Vec<(String, String)>, Counter>::default();
+    for (kind, n) in [
+        ("throttled", &api.throttled),
+        ("server_error", &api.server_errors),
+        ("client_error", &api.client_errors),
+        ("no_answer", &api.transport_errors),
+    ] {
+        answers.get_or_create(&vec![("kind".into(), kind.into())]).inc_by(n.load(Ordering::Relaxed));
+    }
+    registry.register(
+        "api_errors",
+        "Error answers of the API server to the agent, and requests it did not answer; every attempt counted (the client itself retries 429, 503 and 504)",
+        answers,
+    );
 }
 
 #[cfg(test)]
@@ -215,6 +235,7 @@ mod tests {
         let p = PublishStats::default();
         p.errors.store(2, Ordering::Relaxed);
         p.lease_errors.store(3, Ordering::Relaxed);
+        p.api.throttled.store(4, Ordering::Relaxed);
         let text = render(&m, Some(&p)).unwrap();
         for needle in [
             r#"tokenprobe_hook_mode{detector="file_open",mode="tracepoint"} 1"#,
@@ -226,6 +247,8 @@ mod tests {
             "tokenprobe_api_targets_not_watched 1",
             "tokenprobe_publish_errors_total 2",
             "tokenprobe_lease_errors_total 3",
+            r#"tokenprobe_api_errors_total{kind="throttled"} 4"#,
+            r#"tokenprobe_api_errors_total{kind="no_answer"} 0"#,
             "tokenprobe_full_rescans_total 5",
             "# EOF",
         ] {

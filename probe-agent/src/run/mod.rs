@@ -3,6 +3,7 @@
 //! publication as a `NodeTokenEvidence` object, and HTTP (`/metrics`, `/healthz`, `/readyz`,
 //! `/v1/evidence`).
 
+mod api;
 pub mod http;
 mod pods;
 pub mod publish;
@@ -10,7 +11,6 @@ mod targets;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use kube::Client;
 use tokio::sync::watch;
 
 use crate::watch::{Agent, WatchConfig, WatchError};
@@ -30,17 +30,19 @@ pub struct RunConfig {
     pub http_addr: Option<SocketAddr>,
 }
 
-/// Runs until `shutdown` resolves; then publishes once more, saves and detaches.
+/// Runs until `shutdown` resolves; then publishes once more, saves and detaches. `api` is the
+/// cluster connection; the agent builds its own client from it (one that counts every answer).
 ///
 /// # Errors
 /// When the agent cannot start.
-pub async fn run(config: RunConfig, client: Client, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
+pub async fn run(config: RunConfig, api: kube::Config, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
     let node = config.watch.node_name.clone();
+    let stats = Arc::new(publish::PublishStats::default());
+    let client = api::client(api, Arc::clone(&stats.api)).map_err(|e| WatchError::Client(e.to_string()))?;
     let mut watch_config = config.watch;
     watch_config.publish_interval = Some(config.publish_interval);
     let agent = Agent::start(watch_config).await?;
     let handle = agent.handle();
-    let stats = Arc::new(publish::PublishStats::default());
     let (synced_tx, synced_rx) = watch::channel(false);
     let (targets_tx, targets_rx) = watch::channel(false);
     let mut tasks = vec![

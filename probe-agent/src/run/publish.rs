@@ -43,6 +43,8 @@ pub struct PublishStats {
     pub last_success: AtomicU64,
     pub lease_renewals: AtomicU64,
     pub lease_errors: AtomicU64,
+    /// Every answer of the API server to the agent's client, retries included.
+    pub api: std::sync::Arc<super::api::ApiResponses>,
 }
 
 /// The largest published evidence, in bytes of JSON: etcd's default request limit is 1.5 MiB

@@ -128,6 +128,8 @@ pub enum WatchError {
     RingBuf(#[source] std::io::Error),
     #[error("the agent task has stopped")]
     Stopped,
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
 }
 
 /// A change of a pod on this node (`run` mode).

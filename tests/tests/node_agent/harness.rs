@@ -54,10 +54,23 @@ impl RunningAgent {
         rt: &Runtime,
         node: &FakeNode,
         node_name: &str,
-        client: Client,
+        api: kube::Config,
         tweak: impl FnOnce(&mut RunConfig),
     ) -> Self {
+        let client = rt.block_on(async { Client::try_from(api.clone()) }).expect("client");
         ensure_crd(rt, &client);
+        Self::start_as_is(rt, node, node_name, api, tweak)
+    }
+
+    /// [`RunningAgent::start`] without installing the CRD and namespace first (they are there):
+    /// for a start while the API server is away.
+    pub fn start_as_is(
+        rt: &Runtime,
+        node: &FakeNode,
+        node_name: &str,
+        api: kube::Config,
+        tweak: impl FnOnce(&mut RunConfig),
+    ) -> Self {
         let mut watch = node.watch_config();
         node_name.clone_into(&mut watch.node_name);
         let http = free_port();
@@ -70,7 +83,7 @@ impl RunningAgent {
         };
         tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = rt.spawn(run(config, client, async move {
+        let task = rt.spawn(run(config, api, async move {
             drop(stopped.await);
         }));
         // Ready once it serves HTTP.
@@ -88,6 +101,11 @@ impl RunningAgent {
         self.stop.send(()).ok();
         rt.block_on(self.task).expect("agent task").expect("agent result");
     }
+}
+
+/// The connection to the test API server.
+pub fn server(rt: &Runtime) -> kube::Config {
+    rt.block_on(probe_tests::kube::config()).expect("the test API server's kubeconfig")
 }
 
 /// Installs the CRD (server-side apply; idempotent) and the agent's namespace, where its
@@ -368,15 +386,13 @@ impl ApiProxy {
         Self { addr, up, connections, accept }
     }
 
-    /// A client for the API server through this proxy.
-    pub async fn client(&self) -> Client {
+    /// The connection to the API server through this proxy.
+    pub async fn config(&self) -> kube::Config {
         let mut kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
         if let Some(cluster) = kubeconfig.clusters[0].cluster.as_mut() {
             cluster.server = Some(format!("https://{}", self.addr));
         }
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
-        Client::try_from(config).expect("client")
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config")
     }
 
     /// Refuses new connections and cuts the open ones.
@@ -529,12 +545,10 @@ impl FaultProxy {
         self.fault.store(fault as u8, Ordering::SeqCst);
     }
 
-    /// A client of the API server through this proxy (plain HTTP on loopback, no credentials:
-    /// the proxy adds the test's).
-    #[expect(clippy::unused_async, reason = "a kube client must be built inside the runtime")]
-    pub async fn client(&self) -> Client {
-        let url = format!("http://{}", self.addr).parse().expect("url");
-        Client::try_from(kube::Config::new(url)).expect("client")
+    /// The connection to the API server through this proxy (plain HTTP on loopback, no
+    /// credentials: the proxy adds the test's).
+    pub fn config(&self) -> kube::Config {
+        kube::Config::new(format!("http://{}", self.addr).parse().expect("url"))
     }
 }
 

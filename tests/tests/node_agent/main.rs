@@ -39,6 +39,7 @@ const CASES: &[(&str, Case)] = &[
     ("agent_restart_loses_nothing", agent_restart),
     ("api_server_outage_loses_nothing", api_outage),
     ("api_server_429_500_and_slow_lose_nothing", api_errors_and_slowness),
+    ("sustained_load_through_outages_restarts_and_churn_is_exact", sustained_through_outages),
     ("full_target_map_is_reported", full_target_map),
     ("liveness_lease_renewed_then_stale", liveness_lease),
     ("init_restarts_and_sandboxes_in_run_mode", init_restarts_and_sandboxes),
@@ -88,7 +89,7 @@ fn attribution(rt: &Runtime, client: &Client) {
     let node_name = format!("tp-attr-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "attr"));
     let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": "idle-sa"}})));
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |_| {});
 
     // A Deployment's pod whose only token reader is its sidecar.
     let web = rt.block_on(api_pod(
@@ -168,7 +169,7 @@ fn connects_in_a_netns(rt: &Runtime, client: &Client) {
     }))
     .expect("endpoints");
     rt.block_on(endpoints.create(&PostParams::default(), &eps)).expect("create endpoints");
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |_| {});
     let client_pod = rt.block_on(api_pod(&ns, &node_name, "client", "default", &["app"], None));
     let (vol, c) = rt.block_on(client_pod.place(&ns, &mut node));
     let vol = vol.expect("token volume");
@@ -203,7 +204,7 @@ fn agent_restart(rt: &Runtime, client: &Client) {
         let dir = state_dir.clone();
         move |c: &mut probe_agent::run::RunConfig| c.watch.state_dir = Some(dir.clone())
     };
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), with_state.clone());
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), with_state.clone());
     let p = rt.block_on(api_pod(&ns, &node_name, "steady", "default", &["app"], None));
     let (vol, c) = rt.block_on(p.place(&ns, &mut node));
     let vol = vol.expect("token volume");
@@ -219,7 +220,7 @@ fn agent_restart(rt: &Runtime, client: &Client) {
 
     // The container keeps running while the agent is away; the new agent continues.
     std::thread::sleep(Duration::from_millis(1100));
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), with_state);
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), with_state);
     a.ok(&Action::Open(format!("{SA_DIR}/token").into()));
     let ev = published(rt, client, &node_name, Duration::from_secs(30), |ev| {
         entry_named(ev, "steady", "app").is_some_and(|e| e.reads.token == 3)
@@ -237,8 +238,7 @@ fn api_outage(rt: &Runtime, client: &Client) {
     let node_name = format!("tp-outage-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "outage"));
     let proxy = rt.block_on(ApiProxy::start());
-    let agent_client = rt.block_on(proxy.client());
-    let agent = RunningAgent::start(rt, &node, &node_name, agent_client, |_| {});
+    let agent = RunningAgent::start(rt, &node, &node_name, rt.block_on(proxy.config()), |_| {});
     let p = rt.block_on(api_pod(&ns, &node_name, "through-outage", "default", &["app"], None));
     let (vol, c) = rt.block_on(p.place(&ns, &mut node));
     let vol = vol.expect("token volume");
@@ -278,8 +278,7 @@ fn api_errors_and_slowness(rt: &Runtime, client: &Client) {
     let node_name = format!("tp-faults-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "faults"));
     let proxy = rt.block_on(FaultProxy::start(client.clone()));
-    let agent_client = rt.block_on(proxy.client());
-    let agent = RunningAgent::start(rt, &node, &node_name, agent_client, |_| {});
+    let agent = RunningAgent::start(rt, &node, &node_name, proxy.config(), |_| {});
     let p = rt.block_on(api_pod(&ns, &node_name, "through-faults", "default", &["app"], None));
     let (vol, c) = rt.block_on(p.place(&ns, &mut node));
     let vol = vol.expect("token volume");
@@ -313,6 +312,13 @@ fn api_errors_and_slowness(rt: &Runtime, client: &Client) {
         Some(reads - 1),
         "published while throttled"
     );
+    let throttled = http_get(agent.http, "/metrics");
+    assert!(
+        throttled
+            .lines()
+            .any(|l| l.starts_with(r#"tokenprobe_api_errors_total{kind="throttled"} "#) && !l.ends_with(" 0")),
+        "the 429s the client retries are counted:\n{throttled}"
+    );
     proxy.set(Fault::None);
     published(rt, client, &node_name, Duration::from_mins(2), |ev| {
         entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
@@ -328,6 +334,13 @@ fn api_errors_and_slowness(rt: &Runtime, client: &Client) {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(local_reads(), reads, "counting goes on while the server fails");
+    let failing = http_get(agent.http, "/metrics");
+    assert!(
+        failing
+            .lines()
+            .any(|l| l.starts_with(r#"tokenprobe_api_errors_total{kind="server_error"} "#) && !l.ends_with(" 0")),
+        "the 500s are counted:\n{failing}"
+    );
     proxy.set(Fault::None);
     published(rt, client, &node_name, Duration::from_mins(1), |ev| {
         entry_named(ev, "through-faults", "app").is_some_and(|e| e.reads.token == reads)
@@ -344,12 +357,107 @@ fn api_errors_and_slowness(rt: &Runtime, client: &Client) {
     rt.block_on(ns.cleanup());
 }
 
-fn full_target_map(rt: &Runtime, client: &Client) {
+/// The soak's run-mode counterpart, at CI length: containers reading their tokens at a steady
+/// rate while the API server goes away every other phase, pods come and go, and the agent
+/// restarts (once while the API server is away). Load runs in phases and changes happen between
+/// them (as in `cargo xtask soak`), so the expected counts are exactly what was done; the
+/// published evidence must carry every one of them once the API server is back, and one gap
+/// per restart.
+fn sustained_through_outages(rt: &Runtime, client: &Client) {
+    const PHASES: u32 = 6;
+    const PER_SECOND: u32 = 1_000;
+    const PER_PHASE: u32 = 2_000;
+    let mut node = FakeNode::new(Driver::Systemd);
+    let node_name = format!("tp-sustain-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "sustain"));
+    let proxy = rt.block_on(ApiProxy::start());
+    let state_dir = node.root.join("state");
+    let with_state = {
+        let dir = state_dir.clone();
+        move |c: &mut probe_agent::run::RunConfig| c.watch.state_dir = Some(dir.clone())
+    };
+    let mut agent = RunningAgent::start(rt, &node, &node_name, rt.block_on(proxy.config()), with_state.clone());
+    let token = std::path::PathBuf::from(SA_DIR).join("token");
+    let mut next = 0;
+    let mut new_pod = |node: &mut FakeNode| {
+        next += 1;
+        let p = rt.block_on(api_pod(&ns, &node_name, &format!("load-{next}"), "default", &["app"], None));
+        let (vol, c) = rt.block_on(p.place(&ns, node));
+        let vol = vol.expect("token volume");
+        // The container's process starts once its volume is watched (as behind a kubelet); a
+        // later process in it would be an exec session.
+        (p, vol, c, None::<probe_tests::actor::Actor>)
+    };
+    let mut live: Vec<_> = (0..4).map(|_| new_pod(&mut node)).collect();
+    let mut expected: std::collections::BTreeMap<String, (String, u64)> = std::collections::BTreeMap::new();
+    let mut restarts = 0;
+    for phase in 1..=PHASES {
+        // Between phases: the API server goes or comes back, a pod is replaced, the agent restarts.
+        if phase % 2 == 0 {
+            proxy.down();
+        } else {
+            proxy.up();
+        }
+        if phase > 1 {
+            let (p, vol, c, actor) = live.remove(0);
+            drop(actor);
+            node.remove_container(&c);
+            node.remove_volume(&vol);
+            rt.block_on(ns.api::<k8s_openapi::api::core::v1::Pod>().delete(&p.name, &DeleteParams::default()))
+                .expect("delete the pod");
+            live.push(new_pod(&mut node));
+        }
+        if phase == 3 || phase == 4 {
+            agent.stop(rt);
+            agent = RunningAgent::start_as_is(rt, &node, &node_name, rt.block_on(proxy.config()), with_state.clone());
+            restarts += 1;
+        }
+        let uids: Vec<&str> = live.iter().map(|(p, _, _, _)| p.uid.as_str()).collect();
+        harness::wait_watched(rt, &agent, &uids);
+        for (_, vol, c, actor) in &mut live {
+            actor.get_or_insert_with(|| node.spawn(c, &[(vol, SA_DIR)]));
+        }
+        std::thread::scope(|s| {
+            for (_, _, _, actor) in &mut live {
+                let token = token.clone();
+                let a = actor.as_mut().expect("spawned");
+                s.spawn(move || a.ok(&Action::OpenPaced { path: token, count: PER_PHASE, per_second: PER_SECOND }));
+            }
+        });
+        for (p, _, c, _) in &live {
+            expected.entry(c.id.clone()).or_insert_with(|| (p.name.clone(), 0)).1 += u64::from(PER_PHASE);
+        }
+    }
+    // The last phase (an even one) ran with the API server away; once it is back, everything
+    // is published.
+    proxy.up();
+    // Exact, and each entry attributed to its pod (pods made while the server was away are
+    // learnt once it is back).
+    let exact = |ev: &probe_agent::evidence::Evidence| {
+        expected.iter().all(|(id, (pod, n))| {
+            let entries = || ev.containers.iter().filter(|e| e.container_id.as_deref() == Some(id.as_str()));
+            entries().map(|e| e.reads.token).sum::<u64>() == *n && entries().all(|e| e.pod.as_deref() == Some(pod))
+        })
+    };
+    let ev =
+        published(rt, client, &node_name, Duration::from_mins(2), |ev| exact(ev) && ev.agent.gaps.len() == restarts);
+    for (id, (pod, n)) in &expected {
+        let e = ev.containers.iter().find(|e| e.container_id.as_deref() == Some(id.as_str())).expect("entry");
+        assert_eq!((e.pod.as_deref(), e.reads.token), (Some(pod.as_str()), *n), "attributed to its pod, exactly");
+    }
+    assert_eq!(expected.len(), 4 + PHASES as usize - 1, "every container, running or gone");
+    let losses = &ev.agent.losses;
+    assert_eq!(losses.counter_map_full.count + losses.read_errors.count, 0, "{losses:?}");
+    agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+fn full_target_map(rt: &Runtime, _client: &Client) {
     let node = FakeNode::new(Driver::Systemd);
     let node_name = format!("tp-targets-{}", std::process::id());
     // Room for exactly the configured extra (IPv4 and its mapped form): the cluster's ClusterIP
     // does not fit.
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| {
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |c| {
         c.watch.targets_capacity = 2;
         c.watch.api_endpoints = vec!["127.0.0.1:1".parse().expect("addr")];
     });
@@ -372,7 +480,8 @@ fn legacy_token_secret(rt: &Runtime, client: &Client) {
     let mut node = FakeNode::new(Driver::Systemd);
     let node_name = format!("tp-legacy-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "legacy"));
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let legacy = rt.block_on(probe_tests::kube::legacy_config()).expect("the legacy API server's kubeconfig");
+    let agent = RunningAgent::start(rt, &node, &node_name, legacy, |_| {});
     let mut object = probe_tests::cluster::pod("old-style", &node_name, "default", None);
     object["spec"]["volumes"] = json!([{"name": "ci-token-q8w7e", "secret": {"secretName": "ci-token-q8w7e"}}]);
     object["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "ci-token-q8w7e", "mountPath": "/etc/ci"}]);
@@ -423,7 +532,7 @@ fn init_restarts_and_sandboxes(rt: &Runtime, client: &Client) {
     let mut node = FakeNode::new(Driver::Systemd);
     let node_name = format!("tp-cover-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "cover"));
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| {
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |c| {
         c.watch.rescan_interval = Duration::from_secs(30);
     });
     let p = rt.block_on(api_pod(&ns, &node_name, "vaulted", "default", &["app"], None));
@@ -493,7 +602,7 @@ fn liveness_lease(rt: &Runtime, client: &Client) {
     let mut node = FakeNode::new(Driver::Systemd);
     let node_name = format!("tp-lease-{}", std::process::id());
     let ns = rt.block_on(TestNamespace::new(client, "lease"));
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |_| {});
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |_| {});
     let p = rt.block_on(harness::deployment_pod(&ns, &node_name, "idle", "default", "idle-1"));
     let (vol, c) = rt.block_on(p.place(&ns, &mut node));
     let vol = vol.expect("token volume");
@@ -551,7 +660,7 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
     for sa in ["web", "shared"] {
         let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": sa}})));
     }
-    let agent = RunningAgent::start(rt, &node, &node_name, client.clone(), |c| c.watch.missing_token = true);
+    let agent = RunningAgent::start(rt, &node, &node_name, harness::server(rt), |c| c.watch.missing_token = true);
     let mut placed = Vec::new();
     for (deployment, sa, reads) in [("web", "web", false), ("api", "shared", true), ("worker", "shared", false)] {
         let p = rt.block_on(harness::deployment_pod(&ns, &node_name, deployment, sa, &format!("{deployment}-1")));
