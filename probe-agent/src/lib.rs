@@ -6,6 +6,7 @@
 //! them; without it (`--no-default-features`) this is the planner alone, which builds with
 //! stable Rust and no eBPF toolchain (the `kubectl-tokenprobe` binary).
 
+pub mod auditlog;
 #[cfg(feature = "agent")]
 pub mod btf;
 #[cfg(feature = "agent")]

@@ -31,6 +31,9 @@ pub enum Instance {
     Node,
 }
 
+/// The audit policy the repository ships for the second witness.
+const AUDIT_POLICY: &str = include_str!("../../deploy/audit/policy.yaml");
+
 /// The controllers the test instances run (the node-agent suite's set).
 const CONTROLLERS: &str = "namespace,serviceaccount,serviceaccount-token,root-ca-cert-publisher,garbagecollector";
 /// And those a real node's workloads need besides: ReplicaSets, DaemonSets, Jobs, CronJobs and
@@ -123,6 +126,15 @@ impl Paths {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.run.join("admin.kubeconfig")
+    }
+
+    /// The audit log (the log backend's JSON lines) and the policy it is written with.
+    pub fn audit_log(&self) -> PathBuf {
+        self.run.join("audit.log")
+    }
+
+    pub fn audit_policy(&self) -> PathBuf {
+        self.run.join("audit-policy.yaml")
     }
 
     /// A command run in the instance's network namespace, if it has one.
@@ -414,6 +426,39 @@ fn api_ready(paths: &Paths) -> bool {
         .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
 }
 
+/// kube-apiserver's flags: loopback (or its network namespace), the test certificates and
+/// tokens, bound service-account tokens, and the audit log with the repository's policy.
+fn apiserver_args(paths: &Paths, etcd_client: &str, feature_gates: &str) -> Vec<String> {
+    let run = |f: &str| paths.run.join(f).display().to_string();
+    vec![
+        format!("--etcd-servers={etcd_client}"),
+        // In its own network namespace it serves every address there (pods reach it at the
+        // node's address behind the `kubernetes` Service); on the host, loopback only.
+        format!("--bind-address={}", if paths.netns.is_some() { "0.0.0.0" } else { "127.0.0.1" }),
+        format!("--advertise-address={}", advertise(paths)),
+        format!("--secure-port={}", paths.instance.port()),
+        "--insecure-port=0".into(),
+        format!("--tls-cert-file={}", run("server.crt")),
+        format!("--tls-private-key-file={}", run("server.key")),
+        format!("--client-ca-file={}", run("ca.crt")),
+        format!("--token-auth-file={}", run("tokens.csv")),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={}", run("sa.pub")),
+        format!("--service-account-signing-key-file={}", run("sa.key")),
+        "--api-audiences=https://kubernetes.default.svc.cluster.local".into(),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--authorization-mode=Node,RBAC".into(),
+        "--allow-privileged=true".into(),
+        format!("--endpoint-reconciler-type={}", if paths.netns.is_some() { "lease" } else { "none" }),
+        "--kubelet-preferred-address-types=InternalIP".into(),
+        format!("--feature-gates={feature_gates}"),
+        format!("--audit-policy-file={}", paths.audit_policy().display()),
+        format!("--audit-log-path={}", paths.audit_log().display()),
+        "--audit-log-format=json".into(),
+        "--audit-log-mode=blocking".into(),
+    ]
+}
+
 /// Starts etcd, kube-apiserver and kube-controller-manager (building them first if needed);
 /// returns the admin kubeconfig and whether this call started them (already running: returns
 /// at once).
@@ -433,6 +478,11 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
     let etcd_peer = format!("http://127.0.0.1:{etcd_peer}");
     let feature_gates = paths.instance.feature_gates();
     let run = |f: &str| paths.run.join(f).display().to_string();
+    // The audit policy users are told to use (service-account requests at Metadata level).
+    std::fs::write(paths.audit_policy(), AUDIT_POLICY)?;
+    if paths.audit_log().exists() {
+        std::fs::remove_file(paths.audit_log())?;
+    }
     let etcd_data = paths.run.join("etcd-data");
     if etcd_data.exists() {
         std::fs::remove_dir_all(&etcd_data)?;
@@ -458,33 +508,7 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
             .output()
             .is_ok_and(|o| o.status.success())
     })?;
-    spawn(
-        paths,
-        "kube-apiserver",
-        &[
-            format!("--etcd-servers={etcd_client}"),
-            // In its own network namespace it serves every address there (pods reach it at the
-            // node's address behind the `kubernetes` Service); on the host, loopback only.
-            format!("--bind-address={}", if paths.netns.is_some() { "0.0.0.0" } else { "127.0.0.1" }),
-            format!("--advertise-address={}", advertise(paths)),
-            format!("--secure-port={}", paths.instance.port()),
-            "--insecure-port=0".into(),
-            format!("--tls-cert-file={}", run("server.crt")),
-            format!("--tls-private-key-file={}", run("server.key")),
-            format!("--client-ca-file={}", run("ca.crt")),
-            format!("--token-auth-file={}", run("tokens.csv")),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", run("sa.pub")),
-            format!("--service-account-signing-key-file={}", run("sa.key")),
-            "--api-audiences=https://kubernetes.default.svc.cluster.local".into(),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
-            "--authorization-mode=Node,RBAC".into(),
-            "--allow-privileged=true".into(),
-            format!("--endpoint-reconciler-type={}", if paths.netns.is_some() { "lease" } else { "none" }),
-            "--kubelet-preferred-address-types=InternalIP".into(),
-            format!("--feature-gates={feature_gates}"),
-        ],
-    )?;
+    spawn(paths, "kube-apiserver", &apiserver_args(paths, &etcd_client, feature_gates))?;
     wait_until("kube-apiserver", Duration::from_secs(90), &paths.run.join("kube-apiserver.log"), || api_ready(paths))?;
     spawn(
         paths,

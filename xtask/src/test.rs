@@ -250,6 +250,8 @@ fn apiserver_tests(filter: Option<&str>) -> anyhow::Result<()> {
         )?;
         let mut cmd = Command::new(suite);
         cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig)
+            .env("TOKENPROBE_AUDIT_LOG", paths.audit_log())
+            .env("TOKENPROBE_AUDIT_POLICY", paths.audit_policy())
             .env("TOKENPROBE_AGENT_BIN", build_agent()?)
             .env("TOKENPROBE_PLUGIN_BIN", build_planner()?);
         match &legacy {

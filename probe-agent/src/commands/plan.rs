@@ -39,6 +39,16 @@ pub struct Source {
     /// The namespace the agents run in: their liveness Leases are read there (live reading).
     #[arg(long, default_value = crate::k8s::liveness::DEFAULT_NAMESPACE)]
     agent_namespace: String,
+    /// API-server audit events: the log backend's JSON lines or the webhook backend's
+    /// `EventList` batches saved to files, gzip-compressed or not. Repeatable. Requests made with
+    /// a pod's token prove that its workload uses the token (also on nodes without an agent);
+    /// their absence proves nothing.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    audit_log: Vec<PathBuf>,
+    /// The audit policy the API server runs with, to say what the audit log cannot show
+    /// (without it: "policy unknown").
+    #[arg(long = "audit-policy", value_name = "FILE", requires = "audit_log")]
+    audit_policy: Option<PathBuf>,
     /// The planner's "now", RFC 3339 (default: the clock when reading the cluster; offline, the
     /// newest report among the inputs — an evidence's generatedAt or a Lease's renewal).
     #[arg(long, value_parser = parse_time)]
@@ -78,6 +88,18 @@ impl Source {
     }
 
     async fn read(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
+        let mut inputs = self.read_cluster(need_evidence).await?;
+        if !self.audit_log.is_empty() {
+            let audit = crate::auditlog::AuditEvidence::read(&self.audit_log, self.audit_policy.as_deref())?;
+            for note in &audit.notes {
+                tracing::warn!("{note}");
+            }
+            inputs.audit = Some(audit);
+        }
+        Ok(inputs)
+    }
+
+    async fn read_cluster(&self, need_evidence: bool) -> anyhow::Result<Inputs> {
         if self.live() {
             let client = self.client().await?;
             return plan::live::load(&client, self.namespace.as_deref(), &self.agent_namespace)

@@ -45,6 +45,8 @@ pub struct Inputs {
     pub deployment_records: Vec<DeploymentRecord>,
     /// Whether agents can write only their own node's evidence (read live; unknown from files).
     pub integrity: crate::k8s::integrity::Integrity,
+    /// The API server's audit events (`--audit-log`): proof of use, never of non-use.
+    pub audit: Option<crate::auditlog::AuditEvidence>,
 }
 
 impl Inputs {
@@ -356,6 +358,10 @@ fn object(
 }
 
 /// An object parsed into what the planner keeps of it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once from the parser into its vector; boxing pods would add an allocation per pod"
+)]
 enum Parsed {
     Pod(PodRecord),
     ReplicaSet(ReplicaSetRecord),

@@ -196,8 +196,37 @@ pub struct GoneUse {
     pub file_reads: u64,
     /// Exec-session use (0 with `--ignore-exec-sessions`).
     pub exec_use: u64,
+    /// Requests with the pod's token that the API server's audit log shows.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub api_requests: u64,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+const fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What the audit log added to the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSummary {
+    pub files: Vec<String>,
+    /// Completed requests read (every user).
+    pub requests: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last: Option<OffsetDateTime>,
+    /// Pods whose token made requests, and of those the pods of no current workload.
+    pub pods: usize,
+    pub pods_gone: usize,
+    /// What the audit policy hides ("policy unknown" without `--audit-policy`).
+    pub policy: String,
+    /// What audit evidence cannot show.
+    pub limits: String,
+    pub notes: Vec<String>,
 }
 
 /// What a change sets.
@@ -254,6 +283,9 @@ pub struct Plan {
     pub phases: Vec<Phase>,
     /// Whether one node's agent can write another node's evidence.
     pub integrity: crate::k8s::integrity::Integrity,
+    /// What the audit log added (`--audit-log`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSummary>,
 }
 
 /// This process's resident memory in MiB (`VmRSS`), for the planner's debug log; 0 where
@@ -269,12 +301,26 @@ pub fn rss_mib() -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
+/// What audit evidence cannot show, stated with every plan that uses it.
+pub const AUDIT_LIMITS: &str = "audit evidence proves use, never non-use: a token shown to anything but the API server (Vault, any TokenReview user) leaves no request attributed to its pod";
+
 /// The planner: verdicts, placement, phases.
 #[must_use]
 pub fn plan(inputs: &Inputs, policy: &Policy) -> Plan {
     let started = std::time::Instant::now();
     let mut plan = model::Model::with(inputs, |model| plan_model(model, policy, started));
     plan.integrity = inputs.integrity.clone();
+    plan.audit = inputs.audit.as_ref().map(|a| AuditSummary {
+        files: a.files.clone(),
+        requests: a.requests_read,
+        first: a.first,
+        last: a.last,
+        pods: a.pods.len(),
+        pods_gone: plan.service_accounts.iter().flat_map(|s| &s.gone_users).filter(|g| g.api_requests > 0).count(),
+        policy: a.policy_line(),
+        limits: AUDIT_LIMITS.into(),
+        notes: a.notes.clone(),
+    });
     plan
 }
 
@@ -294,6 +340,7 @@ fn plan_model(model: &model::Model<'_>, policy: &Policy, started: std::time::Ins
         changes,
         phases,
         integrity: crate::k8s::integrity::Integrity::default(),
+        audit: None,
     }
 }
 

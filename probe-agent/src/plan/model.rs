@@ -18,6 +18,7 @@ use super::{
     records::{DeploymentRecord, PodRecord, ReplicaSetRecord, TemplateFacts},
 };
 use crate::{
+    auditlog::{PodRequests, ServiceAccountRequests},
     evidence::{AgentInfo, ContainerEvidence, RetiredTotals},
     k8s::{
         liveness,
@@ -131,6 +132,15 @@ pub(super) struct GoneEntry<'a> {
 
 pub(super) struct Model<'a> {
     pub workloads: BTreeMap<WorkloadRef, WorkloadView<'a>>,
+    /// Requests the audit log attributes to each workload's pods (current or earlier).
+    pub audit: BTreeMap<WorkloadRef, Vec<&'a PodRequests>>,
+    /// Requests of pods that belong to no current workload, with the workload's name where an
+    /// agent's evidence tells it.
+    pub audit_gone: Vec<(String, &'a PodRequests)>,
+    /// Everything the audit log said (`--audit-log`).
+    pub audit_all: Option<&'a crate::auditlog::AuditEvidence>,
+    /// Requests by ServiceAccounts with tokens bound to no pod, by (namespace, name).
+    pub audit_unbound: BTreeMap<(String, String), &'a ServiceAccountRequests>,
     /// (namespace, name) → the ServiceAccount's field; present for every known ServiceAccount.
     pub service_accounts: BTreeMap<(String, String), Option<bool>>,
     pub nodes: HashMap<&'a str, NodeView<'a>>,
@@ -398,6 +408,7 @@ impl<'a> Model<'a> {
         }
 
         let gone = attach_past(inputs, &mut workloads, &by_uid, &current);
+        let (audit, audit_gone) = join_audit(inputs, &workloads);
 
         let mut service_accounts = BTreeMap::new();
         for sa in &inputs.service_accounts {
@@ -406,7 +417,22 @@ impl<'a> Model<'a> {
                 sa.automount_service_account_token,
             );
         }
-        Self { workloads, service_accounts, nodes, gone }
+        let audit_unbound = inputs
+            .audit
+            .iter()
+            .flat_map(|a| a.service_accounts.values())
+            .map(|u| ((u.namespace.clone(), u.service_account.clone()), u))
+            .collect();
+        Self {
+            workloads,
+            audit,
+            audit_gone,
+            audit_all: inputs.audit.as_ref(),
+            audit_unbound,
+            service_accounts,
+            nodes,
+            gone,
+        }
     }
 
     /// The ServiceAccount field a workload follows (`None`: unset or the SA is unknown).
@@ -483,6 +509,46 @@ fn attach_past<'a>(
         }
     }
     gone
+}
+
+/// Joins the audit log's pods to workloads: by pod UID, among each workload's current pods and
+/// the pods its evidence entries came from. Others are gone (named after their workload where
+/// an entry of theirs tells it).
+type AuditJoin<'a> = (BTreeMap<WorkloadRef, Vec<&'a PodRequests>>, Vec<(String, &'a PodRequests)>);
+
+fn join_audit<'a>(inputs: &'a Inputs, workloads: &BTreeMap<WorkloadRef, WorkloadView<'a>>) -> AuditJoin<'a> {
+    let mut by_workload: BTreeMap<WorkloadRef, Vec<&'a PodRequests>> = BTreeMap::new();
+    let mut gone = Vec::new();
+    let Some(audit) = &inputs.audit else { return (by_workload, gone) };
+    let mut owner: HashMap<&str, &WorkloadRef> = HashMap::default();
+    for (r, v) in workloads {
+        for p in &v.pods {
+            owner.insert(p.uid.as_str(), r);
+        }
+        for en in &v.past {
+            if let Some(uid) = en.e.pod_uid.as_deref() {
+                owner.insert(uid, r);
+            }
+        }
+    }
+    let mut named: HashMap<&str, String> = HashMap::default();
+    for ev in &inputs.evidence {
+        for c in &ev.containers {
+            if let Some(uid) = c.pod_uid.as_deref() {
+                named.entry(uid).or_insert_with(|| workload_name(c.workload.as_ref(), c.pod.as_deref()));
+            }
+        }
+    }
+    for p in audit.pods.values() {
+        match owner.get(p.pod_uid.as_str()) {
+            Some(r) => by_workload.entry((*r).clone()).or_default().push(p),
+            None => gone.push((
+                named.get(p.pod_uid.as_str()).cloned().unwrap_or_else(|| format!("pod/{} (owner unknown)", p.pod)),
+                p,
+            )),
+        }
+    }
+    (by_workload, gone)
 }
 
 fn workload_name(w: Option<&crate::evidence::Workload>, pod: Option<&str>) -> String {

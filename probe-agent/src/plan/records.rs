@@ -91,6 +91,18 @@ pub struct PodRecord {
     pub containers: Option<Vec<StatusContainer>>,
     /// The spec's container names.
     pub spec_containers: Vec<String>,
+    /// Its addresses (`status.podIPs`, else `podIP`), to match unauthenticated requests in the
+    /// audit log to it.
+    pub ips: Vec<String>,
+    /// `status.startTime`.
+    pub started: Option<time::OffsetDateTime>,
+}
+
+fn pod_ips(status: &k8s_openapi::api::core::v1::PodStatus) -> Vec<String> {
+    match &status.pod_ips {
+        Some(ips) if !ips.is_empty() => ips.iter().map(|i| i.ip.clone()).collect(),
+        _ => status.pod_ip.iter().cloned().collect(),
+    }
 }
 
 impl PodRecord {
@@ -112,6 +124,12 @@ impl PodRecord {
             phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
             containers: status_containers(pod.status.as_ref()),
             spec_containers: spec.map(|s| s.containers.iter().map(|c| c.name.clone()).collect()).unwrap_or_default(),
+            ips: pod.status.as_ref().map(pod_ips).unwrap_or_default(),
+            started: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok()),
         })
     }
 
@@ -307,6 +325,11 @@ pub mod lean {
         phase: Option<String>,
         container_statuses: Option<Vec<LeanStatus>>,
         init_container_statuses: Option<Vec<LeanStatus>>,
+        #[serde(rename = "podIP")]
+        pod_ip: Option<String>,
+        #[serde(rename = "podIPs")]
+        pod_ips: Option<Vec<k8s_openapi::api::core::v1::PodIP>>,
+        start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     }
 
     /// A Pod read for its record only.
@@ -427,6 +450,9 @@ pub mod lean {
                     phase: s.phase,
                     container_statuses: statuses(s.container_statuses),
                     init_container_statuses: statuses(s.init_container_statuses),
+                    pod_ip: s.pod_ip,
+                    pod_ips: s.pod_ips,
+                    start_time: s.start_time,
                     ..PodStatus::default()
                 }),
             }

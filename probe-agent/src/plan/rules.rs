@@ -14,7 +14,10 @@ use super::{
     ContainerUse, GoneUse, Policy, ServiceAccountReport, Verdict, WorkloadRef, WorkloadReport, human,
     model::{Entry, Model, PodView, Revision, WorkloadView},
 };
-use crate::evidence::{Loss, Losses, finished};
+use crate::{
+    auditlog::PodRequests,
+    evidence::{Loss, Losses, finished},
+};
 
 fn new_use(name: &str) -> ContainerUse {
     ContainerUse {
@@ -416,13 +419,18 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
         let by = if processes.is_empty() { String::new() } else { format!(", by {}", processes.join(", ")) };
         format!("{} ({} reads, {} API connects{by})", u.container, u.exec_reads, u.exec_api_connects)
     };
+    let audited = model.audit.get(&v.workload).map_or(&[][..], Vec::as_slice);
+    let api_requests: u64 = audited.iter().map(|p| p.requests).sum();
     let verdict = if !effective {
         reasons.push(match v.template_field {
             Some(false) => "the pod template sets automountServiceAccountToken: false".into(),
             _ => format!("ServiceAccount {} sets automountServiceAccountToken: false", v.service_account),
         });
         Verdict::AlreadyDisabled
-    } else if !users.is_empty() || (v.exec_hooks && !exec_users.is_empty()) {
+    } else if !users.is_empty() || api_requests > 0 || (v.exec_hooks && !exec_users.is_empty()) {
+        if api_requests > 0 {
+            reasons.push(audit_reason(audited, api_requests));
+        }
         for u in &users {
             reasons.push(format!(
                 "container {} read the token {} times and connected to the API server {} times",
@@ -481,7 +489,7 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
     if matches!(verdict, Verdict::SafeToDisable | Verdict::InsufficientEvidence) {
         reasons.extend(cov.caveats.iter().cloned());
     }
-    let summary = summary(v, verdict, cov.expected, cov.seen, observed_seconds, &users);
+    let summary = summary(v, verdict, cov.expected, cov.seen, observed_seconds, &users, api_requests);
     WorkloadReport {
         workload: v.workload.clone(),
         service_account: v.service_account.clone(),
@@ -495,6 +503,27 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
         observed_seconds,
         summary,
     }
+}
+
+/// "N API requests with its token seen by the API server (audit log: ...)".
+fn audit_reason(pods: &[&PodRequests], total: u64) -> String {
+    let mut names: Vec<&str> = pods.iter().map(|p| p.pod.as_str()).collect();
+    names.sort_unstable();
+    let verbs: BTreeSet<&str> = pods.iter().flat_map(|p| p.verbs.iter().map(String::as_str)).collect();
+    let resources: BTreeSet<&str> = pods.iter().flat_map(|p| p.resources.iter().map(String::as_str)).collect();
+    let first = pods.iter().filter_map(|p| p.first).min();
+    let last = pods.iter().filter_map(|p| p.last).max();
+    let shorten = |v: Vec<&str>| {
+        if v.len() > 6 { format!("{}, and {} more", v[..6].join(", "), v.len() - 6) } else { v.join(", ") }
+    };
+    format!(
+        "{total} API requests with its token seen by the API server (audit log: pod {}; {}; {}; from {} to {})",
+        shorten(names),
+        shorten(verbs.into_iter().collect()),
+        shorten(resources.into_iter().collect()),
+        when(first),
+        when(last)
+    )
 }
 
 /// Names of exec-session processes seen in a container (any instance).
@@ -517,11 +546,15 @@ fn summary(
     seen: u64,
     observed: Option<u64>,
     users: &[&ContainerUse],
+    api_requests: u64,
 ) -> String {
     let over = observed.map_or_else(String::new, |s| format!(" over {}", human(Duration::from_secs(s))));
     let unit = if v.workload.runs_to_completion() { "runs" } else { "replicas" };
     match verdict {
         Verdict::SafeToDisable => format!("no token use by {seen}/{expected} {unit}{over}, seen from start"),
+        Verdict::UsesToken if users.is_empty() && api_requests > 0 => {
+            format!("token used: {api_requests} API requests seen by the API server")
+        }
         Verdict::UsesToken if users.is_empty() => format!("token used by exec probes/hooks{over}"),
         Verdict::UsesToken => {
             let names: Vec<&str> = users.iter().map(|u| u.container.as_str()).collect();
@@ -568,6 +601,23 @@ fn gone_users(model: &Model<'_>, policy: &Policy) -> BTreeMap<(String, String), 
             file_reads: g.file_reads,
             exec_use: exec,
             last_seen: g.last_seen,
+            api_requests: 0,
+        });
+    }
+    for (workload, p) in &model.audit_gone {
+        if p.last.is_some_and(|t| t < cutoff) {
+            continue;
+        }
+        out.entry((p.namespace.clone(), p.service_account.clone())).or_default().push(GoneUse {
+            workload: workload.clone(),
+            container: String::new(),
+            node: p.node.clone().unwrap_or_default(),
+            token_reads: 0,
+            api_connects: 0,
+            file_reads: 0,
+            exec_use: 0,
+            last_seen: p.last,
+            api_requests: p.requests,
         });
     }
     out
@@ -600,10 +650,21 @@ pub(super) fn judge_service_accounts(
                 gone_users
                     .iter()
                     .filter(|g| f(g))
-                    .map(|g| format!("{} (container {}, last seen {})", g.workload, g.container, when(g.last_seen)))
+                    .map(|g| {
+                        if g.api_requests > 0 {
+                            format!(
+                                "{} ({} API requests seen by the API server, the last {})",
+                                g.workload,
+                                g.api_requests,
+                                when(g.last_seen)
+                            )
+                        } else {
+                            format!("{} (container {}, last seen {})", g.workload, g.container, when(g.last_seen))
+                        }
+                    })
                     .collect()
             };
-            let gone_token = gone_list(|g| g.token_reads + g.api_connects + g.exec_use > 0);
+            let gone_token = gone_list(|g| g.token_reads + g.api_connects + g.exec_use + g.api_requests > 0);
             let gone_files = gone_list(|g| g.file_reads > 0);
             let (verdict, reasons) = if automount == Some(false) {
                 (Verdict::AlreadyDisabled, vec!["automountServiceAccountToken: false".to_owned()])
@@ -637,6 +698,14 @@ pub(super) fn judge_service_accounts(
                     vec![format!("not enough evidence for {}", list(Verdict::InsufficientEvidence).join(", "))],
                 )
             };
+            let mut reasons = reasons;
+            if let Some(u) = model.audit_unbound.get(&(namespace.clone(), name.clone())) {
+                reasons.push(format!(
+                    "{} API requests by this ServiceAccount with tokens bound to no pod (a legacy token Secret, or a TokenRequest token handed elsewhere), the last {}: automount does not issue those tokens, so turning it off neither breaks nor stops them — find and revoke them separately",
+                    u.requests,
+                    when(u.last)
+                ));
+            }
             ServiceAccountReport {
                 namespace,
                 name,

@@ -47,6 +47,90 @@ pub struct Unverified {
 pub struct Verification {
     pub regressions: Vec<Regression>,
     pub unverified: Vec<Unverified>,
+    /// What the audit log shows (`--audit-log`), reported apart from the agents' evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditFindings>,
+}
+
+/// The audit log's part of `verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFindings {
+    /// Pods whose expired token the API server still accepted only because it extends the
+    /// expiry of bound tokens: they get 401s once it stops (a client that never re-reads its
+    /// token file).
+    pub stale_tokens: Vec<StaleToken>,
+    /// Requests the API server could not authenticate (401, or 403 as `system:anonymous`) from
+    /// the address of a pod that no longer has its token: matched by IP, not by token — the
+    /// address was the pod's while it ran, nothing more proves it was the pod.
+    pub unauthenticated_by_ip: Vec<MatchedByIp>,
+    /// What the audit policy hides.
+    pub policy: String,
+}
+
+/// A pod presenting an expired token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleToken {
+    pub namespace: String,
+    pub pod: String,
+    pub service_account: String,
+    pub requests: u64,
+}
+
+/// Unauthenticated requests from a token-less pod's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchedByIp {
+    pub workload: WorkloadRef,
+    pub pod: String,
+    pub ip: String,
+    pub requests: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last: Option<time::OffsetDateTime>,
+    /// Always "matched by IP".
+    pub matched: &'static str,
+}
+
+fn audit_findings(model: &Model<'_>, audit: &crate::auditlog::AuditEvidence) -> AuditFindings {
+    let stale_tokens = audit
+        .pods
+        .values()
+        .filter(|p| p.stale_token > 0)
+        .map(|p| StaleToken {
+            namespace: p.namespace.clone(),
+            pod: p.pod.clone(),
+            service_account: p.service_account.clone(),
+            requests: p.stale_token,
+        })
+        .collect();
+    let mut unauthenticated_by_ip = Vec::new();
+    for v in model.workloads.values().filter(|v| !model.effective(v)) {
+        for p in v.pods.iter().filter(|p| !p.has_automount_volume) {
+            for ip in &p.ips {
+                let matched: Vec<_> = audit
+                    .unauthenticated
+                    .iter()
+                    .filter(|u| u.source_ips.iter().any(|s| s == ip))
+                    .filter(|u| match (p.started, u.at) {
+                        (Some(started), Some(at)) => at >= started,
+                        _ => true,
+                    })
+                    .collect();
+                if !matched.is_empty() {
+                    unauthenticated_by_ip.push(MatchedByIp {
+                        workload: v.workload.clone(),
+                        pod: p.name.clone(),
+                        ip: ip.clone(),
+                        requests: matched.len() as u64,
+                        last: matched.iter().filter_map(|u| u.at).max(),
+                        matched: "matched by IP",
+                    });
+                }
+            }
+        }
+    }
+    AuditFindings { stale_tokens, unauthenticated_by_ip, policy: audit.policy_line() }
 }
 
 /// Why a token-less pod's attempts could go unseen, if they could.
@@ -129,5 +213,6 @@ fn verify_model(model: &Model<'_>, policy: &Policy) -> Verification {
             attempts,
         });
     }
-    Verification { regressions, unverified }
+    let audit = model.audit_all.map(|a| audit_findings(model, a));
+    Verification { regressions, unverified, audit }
 }

@@ -44,6 +44,7 @@ const CASES: &[(&str, Case)] = &[
     ("liveness_lease_renewed_then_stale", liveness_lease),
     ("init_restarts_and_sandboxes_in_run_mode", init_restarts_and_sandboxes),
     ("plan_patches_apply_and_verify_catches_a_regression", plan_apply_verify),
+    ("audit_log_attributes_requests_to_pods_without_an_agent", audit_second_witness),
 ];
 
 fn main() -> ExitCode {
@@ -756,5 +757,130 @@ fn plan_apply_verify(rt: &Runtime, client: &Client) {
     assert_eq!(worker.spec.and_then(|s| s.template.spec).and_then(|s| s.automount_service_account_token), Some(true));
     drop(actors);
     agent.stop(rt);
+    rt.block_on(ns.cleanup());
+}
+
+/// `probe-agent plan -n <namespace> -o json` against the test API server with the audit log.
+fn plan_with_audit(namespace: &str, audit_log: &std::path::Path, policy: &str) -> serde_json::Value {
+    let kubeconfig = std::env::var(probe_tests::kube::KUBECONFIG_ENV).expect("kubeconfig");
+    let bin = std::env::var("TOKENPROBE_AGENT_BIN").expect("TOKENPROBE_AGENT_BIN");
+    let out = std::process::Command::new(&bin)
+        .args(["plan", "--kubeconfig", &kubeconfig, "-n", namespace, "-o", "json", "--audit-policy", policy])
+        .arg("--audit-log")
+        .arg(audit_log)
+        .output()
+        .expect("run probe-agent plan");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("plan JSON")
+}
+
+/// The second witness against the real API server and its audit log (the log backend with the
+/// repository's policy): two bare pods share one ServiceAccount on a node without an agent;
+/// one calls the API server with a token bound to it (minted with the `TokenRequest` API, as the
+/// kubelet mints them), the other never does; a token of the same ServiceAccount bound to no
+/// pod makes one request. The planner, from the cluster and the audit log alone, calls the first
+/// a token user, cannot call the second anything (no agent watched it), and flags the unbound
+/// token on the ServiceAccount.
+fn audit_second_witness(rt: &Runtime, client: &Client) {
+    use k8s_openapi::api::{
+        authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+        core::v1::ConfigMap,
+    };
+    let audit_log = std::path::PathBuf::from(std::env::var_os("TOKENPROBE_AUDIT_LOG").expect("TOKENPROBE_AUDIT_LOG"));
+    let policy = std::env::var("TOKENPROBE_AUDIT_POLICY").expect("TOKENPROBE_AUDIT_POLICY");
+    let node_name = format!("tp-no-agent-{}", std::process::id());
+    let ns = rt.block_on(TestNamespace::new(client, "audit"));
+    let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": "shared"}})));
+    let caller = rt.block_on(api_pod(&ns, &node_name, "caller", "shared", &["app"], None));
+    let _quiet = rt.block_on(api_pod(&ns, &node_name, "quiet", "shared", &["app"], None));
+    let sas: Api<ServiceAccount> = ns.api();
+    let mint = |bound: Option<BoundObjectReference>| {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec!["https://kubernetes.default.svc.cluster.local".into()],
+                bound_object_ref: bound,
+                expiration_seconds: Some(600),
+            },
+            ..TokenRequest::default()
+        };
+        let minted = rt.block_on(sas.create_token_request("shared", &PostParams::default(), &request)).expect("token");
+        minted.status.expect("token status").token
+    };
+    let calls = |token: String, n: usize| {
+        let mut config = harness::server(rt);
+        config.auth_info = kube::config::AuthInfo { token: Some(token.into()), ..kube::config::AuthInfo::default() };
+        rt.block_on(async {
+            let as_pod = Client::try_from(config).expect("client");
+            let configmaps: Api<ConfigMap> = Api::namespaced(as_pod, &ns.name);
+            for _ in 0..n {
+                // No RBAC for it: 403, but authenticated as the pod's ServiceAccount — use.
+                drop(configmaps.list(&kube::api::ListParams::default()).await);
+            }
+        });
+    };
+    let bound = BoundObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some("caller".into()),
+        uid: Some(caller.uid.clone()),
+    };
+    calls(mint(Some(bound)), 3);
+    calls(mint(None), 1);
+
+    // The log backend writes each event as its request completes: wait for all four.
+    let read = || probe_agent::auditlog::AuditEvidence::read(std::slice::from_ref(&audit_log), Some(policy.as_ref()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let audit = loop {
+        let audit = read().unwrap_or_else(|e| panic!("the test API server's audit log: {e}"));
+        let by_pod = audit.pods.get(&caller.uid).map_or(0, |p| p.requests);
+        let unbound = audit.service_accounts.get(&format!("{}/shared", ns.name)).map_or(0, |s| s.requests);
+        if by_pod == 3 && unbound == 1 {
+            break audit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{by_pod} requests by the pod, {unbound} unbound, in the audit log"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let p = &audit.pods[&caller.uid];
+    assert_eq!(
+        (p.pod.as_str(), p.namespace.as_str(), p.service_account.as_str()),
+        ("caller", ns.name.as_str(), "shared")
+    );
+    assert_eq!(p.denied, 3);
+    assert!(p.verbs.contains("list") && p.resources.contains("configmaps"), "{p:?}");
+    assert!(audit.policy.as_ref().is_some_and(|c| !c.blind && c.hides.is_empty()), "{:?}", audit.policy);
+
+    // The planner, through the CLI, from the cluster and the audit log.
+    let plan = plan_with_audit(&ns.name, &audit_log, &policy);
+    let workload = |name: &str| {
+        plan["workloads"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["workload"]["name"] == name))
+            .cloned()
+            .expect(name)
+    };
+    let c = workload("caller");
+    assert_eq!(c["verdict"], "uses-token", "{c:#}");
+    assert!(
+        c["reasons"][0].as_str().is_some_and(|r| r.starts_with("3 API requests with its token seen by the API server")),
+        "{c:#}"
+    );
+    let q = workload("quiet");
+    assert_eq!(q["verdict"], "insufficient-evidence", "audit silence proves nothing: {q:#}");
+    let sa = plan["serviceAccounts"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "shared")).expect("sa");
+    assert_eq!(sa["verdict"], "uses-token", "{sa:#}");
+    assert!(
+        sa["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("1 API requests by this ServiceAccount with tokens bound to no pod")))),
+        "{sa:#}"
+    );
+    assert!(
+        plan["audit"]["policy"].as_str().is_some_and(|p| p.contains("records every completed service-account request")),
+        "{:#}",
+        plan["audit"]
+    );
     rt.block_on(ns.cleanup());
 }

@@ -72,3 +72,28 @@ pub fn write_structured<T: Serialize>(
         out.write_all(b"\n").map_err(serde_json::Error::io)
     }
 }
+
+/// The plan's audit-log paragraph: what was read, what the policy hides, what audit evidence
+/// cannot show.
+#[must_use]
+pub fn audit_line(a: &crate::plan::AuditSummary) -> String {
+    let span = match (a.first, a.last) {
+        (Some(f), Some(l)) => format!(", {} to {}", rfc3339(f), rfc3339(l)),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "Audit log: {} completed requests read from {} file(s){span}; requests by {} pod(s)' tokens ({} of no current workload); {}; {}.\n",
+        a.requests,
+        a.files.len(),
+        a.pods,
+        a.pods_gone,
+        a.policy,
+        a.limits
+    );
+    for n in &a.notes {
+        out.push_str("  note: ");
+        out.push_str(n);
+        out.push('\n');
+    }
+    out
+}

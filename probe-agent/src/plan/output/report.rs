@@ -126,6 +126,9 @@ pub fn markdown(plan: &Plan) -> String {
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     writeln!(w, "Workloads: {}.\n", summary.join(", ")).expect("write");
     writeln!(w, "Evidence integrity between nodes: {}.\n", plan.integrity.detail).expect("write");
+    if let Some(a) = &plan.audit {
+        writeln!(w, "{}", super::audit_line(a)).expect("write");
+    }
     if plan.phases.is_empty() {
         writeln!(w, "Nothing is safe to disable yet: see the reasons below.\n").expect("write");
     }

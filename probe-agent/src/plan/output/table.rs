@@ -93,6 +93,9 @@ pub fn plan_table(plan: &Plan) -> String {
     out.push_str("\nEvidence integrity between nodes: ");
     out.push_str(&plan.integrity.detail);
     out.push_str(".\n");
+    if let Some(a) = &plan.audit {
+        out.push_str(&super::audit_line(a));
+    }
     out
 }
 
@@ -138,6 +141,44 @@ pub fn verify_table(found: &Verification) -> String {
         writeln!(out, "\n{} token-less pod(s) could not be verified: their attempts would go unseen.", rows.len())
             .expect("write to a String");
         out.push_str(&table(&["NAMESPACE", "WORKLOAD", "POD", "WHY"], &rows));
+    }
+    if let Some(a) = &found.audit {
+        out.push_str("\nAudit log (");
+        out.push_str(&a.policy);
+        out.push_str("):\n");
+        if a.stale_tokens.is_empty() {
+            out.push_str("No pod presented an expired token.\n");
+        } else {
+            let rows: Vec<Vec<String>> = a
+                .stale_tokens
+                .iter()
+                .map(|t| vec![t.namespace.clone(), t.pod.clone(), t.service_account.clone(), t.requests.to_string()])
+                .collect();
+            out.push_str(
+                "Pods presenting expired tokens the API server accepts only because it extends their expiry:\n",
+            );
+            out.push_str(&table(&["NAMESPACE", "POD", "SERVICEACCOUNT", "REQUESTS"], &rows));
+        }
+        if a.unauthenticated_by_ip.is_empty() {
+            out.push_str("No unauthenticated request came from a token-less pod's address.\n");
+        } else {
+            let rows: Vec<Vec<String>> = a
+                .unauthenticated_by_ip
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.workload.namespace.clone(),
+                        m.workload.display(),
+                        m.pod.clone(),
+                        m.ip.clone(),
+                        m.requests.to_string(),
+                        m.matched.to_owned(),
+                    ]
+                })
+                .collect();
+            out.push_str("Unauthenticated requests (401, anonymous 403) from token-less pods' addresses:\n");
+            out.push_str(&table(&["NAMESPACE", "WORKLOAD", "POD", "IP", "REQUESTS", "HOW"], &rows));
+        }
     }
     out
 }

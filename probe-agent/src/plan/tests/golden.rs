@@ -26,6 +26,40 @@ fn golden_fixture() -> Plan {
     f.workload("ci", "runner", "builder", 1, 1, &[("app", IDLE)], None);
     f.past("ci", "migrate-db-x7k2p", &["migrate"], ("Job", "migrate-db"), "builder", Some("tpl-1"), "Succeeded", BUSY);
     f.workload("ops", "toolbox", "toolbox", 1, 1, &[("shell", Seen { exec: 2, ..IDLE })], None);
+    // The audit log: an exporter on a node without an agent calls the API server with its
+    // token, and something holds a token of ci/builder bound to no pod.
+    f.node = "fargate-1".into();
+    f.sa("batch", "exporter", None);
+    let exporter = f.workload("batch", "exporter", "exporter", 1, 0, &[("app", IDLE)], None);
+    let name = f
+        .inputs
+        .pods
+        .iter()
+        .find(|p| p.metadata.uid.as_deref() == Some(&exporter[0]))
+        .and_then(|p| p.metadata.name.clone());
+    let mut audit = crate::auditlog::AuditEvidence::default();
+    let events = [
+        super::auditlog::request(
+            1,
+            "batch",
+            "exporter",
+            Some((name.as_deref().unwrap_or_default(), &exporter[0])),
+            200,
+            "10.0.0.1",
+        ),
+        super::auditlog::request(
+            2,
+            "batch",
+            "exporter",
+            Some((name.as_deref().unwrap_or_default(), &exporter[0])),
+            200,
+            "10.0.0.1",
+        ),
+        super::auditlog::request(3, "ci", "builder", None, 200, "192.0.2.7"),
+    ];
+    let text: Vec<String> = events.iter().map(Value::to_string).collect();
+    audit.read_bytes("audit.log", text.join("\n").as_bytes()).expect("audit events");
+    f.inputs.audit = Some(audit);
     f.plan()
 }
 

@@ -2,6 +2,7 @@
 //! the soundness table (cluster shapes that must not be called safe, and safe ones that must
 //! stay safe), a property test over generated clusters, golden files of every output.
 
+mod auditlog;
 mod golden;
 mod property;
 mod reading;
