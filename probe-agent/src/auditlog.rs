@@ -20,6 +20,7 @@ use std::{
     path::Path,
 };
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -32,7 +33,7 @@ const SA_PREFIX: &str = "system:serviceaccount:";
 const STALE_TOKEN: &str = "authentication.k8s.io/stale-token";
 
 /// Requests made with one pod's token.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRequests {
     pub namespace: String,
@@ -55,8 +56,10 @@ pub struct PodRequests {
     /// (`deployments.apps`); non-resource requests by path.
     pub resources: BTreeSet<String>,
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
     pub first: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
     pub last: Option<OffsetDateTime>,
     /// Source addresses the server saw.
     #[serde(default)]
@@ -64,7 +67,7 @@ pub struct PodRequests {
 }
 
 /// Requests by a ServiceAccount whose token names no pod.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountRequests {
     pub namespace: String,
@@ -73,8 +76,10 @@ pub struct ServiceAccountRequests {
     pub verbs: BTreeSet<String>,
     pub resources: BTreeSet<String>,
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
     pub first: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schemars(with = "Option<String>")]
     pub last: Option<OffsetDateTime>,
     #[serde(default)]
     pub source_ips: BTreeSet<String>,
@@ -395,6 +400,60 @@ impl AuditEvidence {
             evidence.policy = Some(read_policy(p)?);
         }
         Ok(evidence)
+    }
+
+    /// Adds `other`'s per-pod and per-ServiceAccount totals to these (counts add up, sets join,
+    /// the span widens). Requests both saw are counted twice: totals merged from separate
+    /// readings are at least, never exactly, the requests made.
+    pub fn merge_totals(&mut self, other: &Self) {
+        for (uid, o) in &other.pods {
+            let p = self.pods.entry(uid.clone()).or_insert_with(|| PodRequests { requests: 0, ..o.clone() });
+            if p.requests > 0 {
+                p.verbs.extend(o.verbs.iter().cloned());
+                p.resources.extend(o.resources.iter().cloned());
+                p.source_ips.extend(o.source_ips.iter().cloned());
+                p.denied += o.denied;
+                p.stale_token += o.stale_token;
+                p.first = earliest(p.first, o.first);
+                p.last = latest(p.last, o.last);
+                p.node = p.node.take().or_else(|| o.node.clone());
+            }
+            p.requests += o.requests;
+        }
+        for (key, o) in &other.service_accounts {
+            let s = self
+                .service_accounts
+                .entry(key.clone())
+                .or_insert_with(|| ServiceAccountRequests { requests: 0, ..o.clone() });
+            if s.requests > 0 {
+                s.verbs.extend(o.verbs.iter().cloned());
+                s.resources.extend(o.resources.iter().cloned());
+                s.source_ips.extend(o.source_ips.iter().cloned());
+                s.first = earliest(s.first, o.first);
+                s.last = latest(s.last, o.last);
+            }
+            s.requests += o.requests;
+        }
+        self.requests_read += other.requests_read;
+        self.first = earliest(self.first, other.first);
+        self.last = latest(self.last, other.last);
+    }
+
+    /// Drops totals last seen before `cutoff`, then the oldest beyond `max_pods` pods; returns
+    /// how many went. Dropping audit totals is always sound: they only ever prove use.
+    pub fn prune(&mut self, cutoff: OffsetDateTime, max_pods: usize) -> u64 {
+        let before = self.pods.len() + self.service_accounts.len();
+        self.pods.retain(|_, p| p.last.is_none_or(|t| t >= cutoff));
+        self.service_accounts.retain(|_, s| s.last.is_none_or(|t| t >= cutoff));
+        if self.pods.len() > max_pods {
+            let mut by_age: Vec<(Option<OffsetDateTime>, String)> =
+                self.pods.iter().map(|(uid, p)| (p.last, uid.clone())).collect();
+            by_age.sort();
+            for (_, uid) in by_age.into_iter().take(self.pods.len() - max_pods) {
+                self.pods.remove(&uid);
+            }
+        }
+        (before - self.pods.len() - self.service_accounts.len()) as u64
     }
 
     /// One line on what the policy hides: "policy unknown" without one.

@@ -8,6 +8,8 @@
 
 pub mod auditlog;
 #[cfg(feature = "agent")]
+pub mod auditsink;
+#[cfg(feature = "agent")]
 pub mod btf;
 #[cfg(feature = "agent")]
 pub mod canary;

@@ -9,6 +9,8 @@ mod plan;
 #[cfg(feature = "agent")]
 mod run;
 #[cfg(feature = "agent")]
+mod sink;
+#[cfg(feature = "agent")]
 mod watch;
 
 use std::process::ExitCode;
@@ -65,6 +67,10 @@ enum Command {
     /// `NodeTokenEvidence` object, serve /metrics.
     #[cfg(feature = "agent")]
     Run(run::RunArgs),
+    /// Receive the API server's audit webhook and keep per-pod request totals in a
+    /// `TokenAuditEvidence` object for the planner.
+    #[cfg(feature = "agent")]
+    AuditSink(sink::SinkArgs),
     #[command(flatten)]
     Planner(PlannerCommand),
 }
@@ -95,6 +101,8 @@ pub fn main() -> ExitCode {
             Command::Watch(args) => finish(watch::watch(args).await.map(|()| ExitCode::SUCCESS)),
             #[cfg(feature = "agent")]
             Command::Run(args) => finish(run::run(args).await.map(|()| ExitCode::SUCCESS)),
+            #[cfg(feature = "agent")]
+            Command::AuditSink(args) => finish(sink::sink(args).await.map(|()| ExitCode::SUCCESS)),
             Command::Planner(command) => planner(command).await,
         }
     })

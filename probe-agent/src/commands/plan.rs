@@ -94,7 +94,17 @@ impl Source {
             for note in &audit.notes {
                 tracing::warn!("{note}");
             }
-            inputs.audit = Some(audit);
+            inputs.audit = Some(match inputs.audit.take() {
+                Some(mut collected) => {
+                    collected.merge_totals(&audit);
+                    collected.files.extend(audit.files.iter().cloned());
+                    collected.policy = audit.policy;
+                    collected.notes.extend(audit.notes);
+                    collected.unauthenticated.extend(audit.unauthenticated);
+                    collected
+                }
+                None => audit,
+            });
         }
         Ok(inputs)
     }

@@ -12,7 +12,11 @@ use super::{
     Inputs,
     records::{DeploymentRecord, PodRecord, ReplicaSetRecord},
 };
-use crate::k8s::{crd::NodeTokenEvidence, liveness, workloads::list_cronjobs};
+use crate::k8s::{
+    crd::{NodeTokenEvidence, TokenAuditEvidence},
+    liveness,
+    workloads::list_cronjobs,
+};
 
 async fn list<K>(client: &Client, namespace: Option<&str>) -> Result<Vec<K>, kube::Error>
 where
@@ -90,6 +94,41 @@ pub enum LoadError {
     Api(#[from] kube::Error),
 }
 
+/// The request totals `probe-agent audit-sink` keeps (`None`: none, or the CRD is not
+/// installed — the audit witness is optional).
+async fn audit_totals(client: &Client) -> Result<Option<crate::auditlog::AuditEvidence>, LoadError> {
+    let api: Api<TokenAuditEvidence> = Api::all(client.clone());
+    let objects = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) if crate::k8s::is_not_served(&e) => return Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            eprintln!(
+                "tokenprobe: warning: cannot list tokenauditevidences (forbidden): the audit sink's request totals are left out — grant get/list on them (tokenprobe.dev)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(LoadError::Api(e)),
+    };
+    let mut merged: Option<crate::auditlog::AuditEvidence> = None;
+    for o in objects {
+        let name = format!("tokenauditevidence/{}", o.metadata.name.unwrap_or_default());
+        if let Some(status) = o.status {
+            let e = status.evidence(&name);
+            match &mut merged {
+                Some(m) => {
+                    m.merge_totals(&e);
+                    m.files.push(name);
+                }
+                None => merged = Some(e),
+            }
+        }
+    }
+    if let Some(m) = &merged {
+        eprintln!("tokenprobe: audit totals of {} pod(s) from {}", m.pods.len(), m.files.join(", "));
+    }
+    Ok(merged)
+}
+
 /// Reads evidence and objects (all namespaces, or one), and the agents' Leases from
 /// `agent_namespace`.
 ///
@@ -129,5 +168,6 @@ pub async fn load(client: &Client, namespace: Option<&str>, agent_namespace: &st
     inputs.leases = leases(client, agent_namespace).await;
     inputs.integrity = crate::k8s::integrity::check(client).await;
     progress(11, "agent leases", inputs.leases.len());
+    inputs.audit = audit_totals(client).await?;
     Ok(inputs)
 }

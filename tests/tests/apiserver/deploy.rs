@@ -55,6 +55,7 @@ fn schema_check(object: &Value) {
         ("rbac.authorization.k8s.io/v1", "Role") => same_through::<Role>(object),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => same_through::<RoleBinding>(object),
         ("apps/v1", "DaemonSet") => same_through::<DaemonSet>(object),
+        ("apps/v1", "Deployment") => same_through::<k8s_openapi::api::apps::v1::Deployment>(object),
         ("batch/v1", "CronJob") => same_through::<CronJob>(object),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => {}
         other => panic!("no schema check for {other:?}: add one"),
@@ -65,11 +66,11 @@ fn schema_check(object: &Value) {
 /// name is one of its ports, the namespace is selected.
 fn service_monitor_matches(objects: &[Value]) {
     let Some(monitor) = objects.iter().find(|o| o["kind"] == "ServiceMonitor") else { return };
-    let service = objects.iter().find(|o| o["kind"] == "Service").expect("the ServiceMonitor's Service");
-    let labels = &service["metadata"]["labels"];
-    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels") {
-        assert_eq!(&labels[k], v, "selector {k} does not match the Service");
-    }
+    let selector = monitor["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels");
+    let service = objects
+        .iter()
+        .find(|o| o["kind"] == "Service" && selector.iter().all(|(k, v)| &o["metadata"]["labels"][k] == v))
+        .expect("a Service the ServiceMonitor's selector matches");
     let ports: Vec<&Value> = service["spec"]["ports"].as_array().expect("ports").iter().map(|p| &p["name"]).collect();
     for endpoint in monitor["spec"]["endpoints"].as_array().expect("endpoints") {
         assert!(ports.contains(&&endpoint["port"]), "port {} is not a Service port", endpoint["port"]);
@@ -136,6 +137,18 @@ pub fn kustomize_overlays(rt: &Runtime, client: &Client) {
 
 /// Each value the example overlay sets is where the agent's pod gets it.
 fn example_values(objects: &[Value]) {
+    // The audit sink: the same image, non-root without capabilities, behind its Service.
+    let sink = objects.iter().find(|o| o["kind"] == "Deployment").expect("the audit sink");
+    let container = &sink["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/mirror/probe-agent:0.1.0");
+    assert_eq!(container["args"][0], "audit-sink");
+    assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
+    let service = objects.iter().find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "tokenprobe-audit-sink");
+    let selector = service.expect("the sink's Service")["spec"]["selector"].as_object().expect("selector");
+    for (k, v) in selector {
+        assert_eq!(&sink["spec"]["template"]["metadata"]["labels"][k], v, "the Service selects the sink");
+    }
     let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").expect("DaemonSet");
     let pod = &ds["spec"]["template"]["spec"];
     let agent = &pod["containers"][0];

@@ -110,7 +110,7 @@ pub fn server(rt: &Runtime) -> kube::Config {
 
 /// Installs the CRD (server-side apply; idempotent) and the agent's namespace, where its
 /// liveness Leases live.
-fn ensure_crd(rt: &Runtime, client: &Client) {
+pub fn ensure_crd(rt: &Runtime, client: &Client) {
     rt.block_on(async {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": liveness::DEFAULT_NAMESPACE}});
@@ -555,5 +555,89 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+/// `probe-agent audit-sink` (the binary) on a loopback port, writing every second.
+pub struct AuditSink {
+    child: std::process::Child,
+    addr: SocketAddr,
+    name: String,
+}
+
+impl AuditSink {
+    pub fn start(rt: &Runtime, client: &Client, name: &str) -> Self {
+        rt.block_on(async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            let crd = probe_agent::k8s::crd::TokenAuditEvidence::crd();
+            crds.patch(&crd.name_any(), &PatchParams::apply("tokenprobe-test").force(), &Patch::Apply(&crd))
+                .await
+                .expect("apply the audit CRD");
+            let api: Api<probe_agent::k8s::crd::TokenAuditEvidence> = Api::all(client.clone());
+            eventually("the audit CRD to be served", Duration::from_secs(30), || async {
+                api.list(&kube::api::ListParams::default()).await.ok().map(drop)
+            })
+            .await;
+        });
+        let addr = free_port();
+        let bin = std::env::var("TOKENPROBE_AGENT_BIN").expect("TOKENPROBE_AGENT_BIN");
+        let child = std::process::Command::new(bin)
+            .args(["audit-sink", "--flush-interval", "1s", "--name", name])
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .spawn()
+            .expect("run probe-agent audit-sink");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the sink does not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, addr, name: name.to_owned() }
+    }
+
+    /// POSTs `body` as the audit webhook does; the whole response.
+    pub fn post(&self, body: &str) -> String {
+        let mut stream = TcpStream::connect(self.addr).expect("connect to the sink");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: sink\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+    }
+
+    /// Polls its object until `ready` holds for the totals.
+    pub fn wait_for(
+        &self,
+        rt: &Runtime,
+        client: &Client,
+        ready: impl Fn(&probe_agent::k8s::crd::AuditTotals) -> bool,
+    ) -> probe_agent::k8s::crd::AuditTotals {
+        let api: Api<probe_agent::k8s::crd::TokenAuditEvidence> = Api::all(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = rt.block_on(api.get_opt(&self.name)).ok().flatten().and_then(|o| o.status);
+            if let Some(s) = status.filter(|s| ready(s)) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the sink's object is not as expected");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM (it writes once more and exits 0), then deletes its object.
+    pub fn stop(mut self, rt: &Runtime, client: &Client) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM our own child");
+        let status = self.child.wait().expect("wait for the sink");
+        assert!(status.success(), "the sink exited with {status}");
+        let api: Api<probe_agent::k8s::crd::TokenAuditEvidence> = Api::all(client.clone());
+        drop(rt.block_on(api.delete(&self.name, &kube::api::DeleteParams::default())));
     }
 }

@@ -774,6 +774,55 @@ fn plan_with_audit(namespace: &str, audit_log: &std::path::Path, policy: &str) -
     serde_json::from_slice(&out.stdout).expect("plan JSON")
 }
 
+/// `probe-agent plan -n <namespace> -o json` against the test API server, no files.
+fn plan_live(namespace: &str) -> serde_json::Value {
+    let kubeconfig = std::env::var(probe_tests::kube::KUBECONFIG_ENV).expect("kubeconfig");
+    let bin = std::env::var("TOKENPROBE_AGENT_BIN").expect("TOKENPROBE_AGENT_BIN");
+    let out = std::process::Command::new(&bin)
+        .args(["plan", "--kubeconfig", &kubeconfig, "-n", namespace, "-o", "json"])
+        .output()
+        .expect("run probe-agent plan");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("plan JSON")
+}
+
+/// The audit witness collected continuously: this namespace's events as one webhook batch
+/// through `probe-agent audit-sink`, which keeps the totals in a `TokenAuditEvidence` object;
+/// the planner reads that without any file.
+fn audit_sink_collects(
+    rt: &Runtime,
+    client: &Client,
+    ns: &TestNamespace,
+    audit_log: &std::path::Path,
+    caller_uid: &str,
+) {
+    let lines = std::fs::read_to_string(audit_log).expect("audit log");
+    let items: Vec<serde_json::Value> =
+        lines.lines().filter(|l| l.contains(ns.name.as_str())).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let batch = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
+    let sink_name = format!("tp-audit-{}", std::process::id());
+    let sink = harness::AuditSink::start(rt, client, &sink_name);
+    assert!(sink.post("{not an event list").starts_with("HTTP/1.1 400"), "a bad batch is refused");
+    let answer = sink.post(&batch.to_string());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let totals = sink.wait_for(rt, client, |t| t.pods.iter().any(|p| p.pod_uid == caller_uid && p.requests == 3));
+    assert!(totals.service_accounts.iter().any(|s| s.namespace == ns.name && s.requests == 1), "{totals:#?}");
+    let live = plan_live(&ns.name);
+    let c = live["workloads"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["workload"]["name"] == "caller"))
+        .expect("caller");
+    assert_eq!(c["verdict"], "uses-token", "from the sink's object alone: {c:#}");
+    assert!(
+        live["audit"]["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == &json!(format!("tokenauditevidence/{sink_name}")))),
+        "{:#}",
+        live["audit"]
+    );
+    sink.stop(rt, client);
+}
+
 /// The second witness against the real API server and its audit log (the log backend with the
 /// repository's policy): two bare pods share one ServiceAccount on a node without an agent;
 /// one calls the API server with a token bound to it (minted with the `TokenRequest` API, as the
@@ -789,6 +838,8 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
     let audit_log = std::path::PathBuf::from(std::env::var_os("TOKENPROBE_AUDIT_LOG").expect("TOKENPROBE_AUDIT_LOG"));
     let policy = std::env::var("TOKENPROBE_AUDIT_POLICY").expect("TOKENPROBE_AUDIT_POLICY");
     let node_name = format!("tp-no-agent-{}", std::process::id());
+    // Installed as users install it, though no agent runs here.
+    harness::ensure_crd(rt, client);
     let ns = rt.block_on(TestNamespace::new(client, "audit"));
     let _: ServiceAccount = rt.block_on(ns.create(json!({"metadata": {"name": "shared"}})));
     let caller = rt.block_on(api_pod(&ns, &node_name, "caller", "shared", &["app"], None));
@@ -882,5 +933,7 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
         "{:#}",
         plan["audit"]
     );
+
+    audit_sink_collects(rt, client, &ns, &audit_log, &caller.uid);
     rt.block_on(ns.cleanup());
 }
