@@ -2,8 +2,10 @@
 //!
 //! Kernels come from Debian's archive through a private apt configuration (the system's apt
 //! state is left alone) and are cached with the initramfs tools outside the clone. Each kernel
-//! boots twice: with the BPF LSM in the `lsm=` list and without it, so the `lsm` modes and the
-//! `fentry`/`kprobe` fallbacks all run. The guest runs the unchanged privileged test binary.
+//! boots twice for the whole suite: with the BPF LSM in the `lsm=` list and without it, so the
+//! `lsm` modes and the `fentry`/`kprobe` fallbacks all run; then twice for the lockdown case,
+//! with `lockdown=integrity` and `lockdown=confidentiality`. The guest runs the unchanged
+//! privileged test binary.
 
 use std::{
     collections::BTreeMap,
@@ -41,11 +43,38 @@ const KERNELS: [KernelSpec; 2] = [
     KernelSpec { label: "bookworm-backports", suites: &[("http://deb.debian.org/debian", "bookworm-backports")] },
 ];
 
-/// The LSM lists the kernel boots with: the same stack with and without `bpf`.
-const BOOTS: [(&str, &str); 2] = [
-    ("bpf-lsm", "landlock,lockdown,yama,integrity,apparmor,bpf"),
-    ("no-bpf-lsm", "landlock,lockdown,yama,integrity,apparmor"),
+/// How a kernel boots: its LSM list, more kernel arguments, and which cases run (`None`: the
+/// whole suite, or the user's filter).
+struct BootSpec {
+    variant: &'static str,
+    lsm: &'static str,
+    kernel_args: &'static str,
+    filter: Option<&'static str>,
+}
+
+const WITH_BPF: &str = "landlock,lockdown,yama,integrity,apparmor,bpf";
+
+/// The whole suite with the same LSM stack with and without `bpf`; then the lockdown case under
+/// each lockdown level (a level can be raised at run time but never lowered, so each is a boot).
+const BOOTS: [BootSpec; 4] = [
+    BootSpec { variant: "bpf-lsm", lsm: WITH_BPF, kernel_args: "", filter: None },
+    BootSpec { variant: "no-bpf-lsm", lsm: "landlock,lockdown,yama,integrity,apparmor", kernel_args: "", filter: None },
+    BootSpec {
+        variant: "lockdown-integrity",
+        lsm: WITH_BPF,
+        kernel_args: "lockdown=integrity",
+        filter: Some(LOCKDOWN_GROUP),
+    },
+    BootSpec {
+        variant: "lockdown-confidentiality",
+        lsm: WITH_BPF,
+        kernel_args: "lockdown=confidentiality",
+        filter: Some(LOCKDOWN_GROUP),
+    },
 ];
+
+/// The privileged suite's group that runs only when the kernel is locked down.
+const LOCKDOWN_GROUP: &str = "lockdown/";
 
 /// Modes that must be refused when the BPF LSM is not active; every other mode must run.
 const LSM_GROUPS: [&str; 2] = ["file/lsm", "connect/lsm"];
@@ -253,15 +282,9 @@ fn parse_result(line: &str) -> Option<(String, Outcome)> {
 
 /// Boots `kernel` with `initrd`; `options` go on the kernel command line for `/init`
 /// (`tokenprobe.filter=…`, `tokenprobe.run=overhead`, …).
-fn boot(
-    kernel: &Kernel,
-    variant: &'static str,
-    lsm: &str,
-    initrd: &Path,
-    options: &[String],
-    logs: &Path,
-) -> anyhow::Result<Boot> {
-    let mut append = format!("console=ttyS0 panic=-1 quiet lsm={lsm}");
+fn boot(kernel: &Kernel, spec: &BootSpec, initrd: &Path, options: &[String], logs: &Path) -> anyhow::Result<Boot> {
+    let variant = spec.variant;
+    let mut append = format!("console=ttyS0 panic=-1 quiet lsm={} {}", spec.lsm, spec.kernel_args);
     for o in options {
         write!(append, " {o}")?;
     }
@@ -376,15 +399,22 @@ fn check(boot: &Boot) -> Vec<String> {
         problems.push(format!("no test ran; see {}", boot.log.display()));
     }
     for (name, outcome) in &boot.results {
-        let must_skip = boot.variant == "no-bpf-lsm" && LSM_GROUPS.contains(&group(name));
+        let locked = boot.variant.starts_with("lockdown");
+        let must_skip = (boot.variant == "no-bpf-lsm" && LSM_GROUPS.contains(&group(name)))
+            || (!locked && name.starts_with(LOCKDOWN_GROUP));
         match (outcome, must_skip) {
             (Outcome::Failed, _) => problems.push(format!("{name} failed")),
             (Outcome::Skipped(reason), false) => {
                 problems.push(format!("{name} was skipped but must run here: {reason}"));
             }
-            (Outcome::Passed, true) => problems.push(format!("{name} passed although the BPF LSM is off")),
+            (Outcome::Passed, true) => {
+                problems.push(format!("{name} passed although this boot ({}) must skip it", boot.variant));
+            }
             _ => {}
         }
+    }
+    if boot.variant.starts_with("lockdown") && !boot.results.keys().any(|n| n.starts_with(LOCKDOWN_GROUP)) {
+        problems.push(format!("no lockdown case ran although the kernel is locked down; see {}", boot.log.display()));
     }
     if boot.exit.is_some_and(|c| c != 0) && problems.is_empty() {
         problems.push(format!("the suite exited with {:?}; see {}", boot.exit, boot.log.display()));
@@ -435,11 +465,22 @@ pub fn run(cache: &Path, suite: &Path, agent: &Path, args: &VmArgs) -> anyhow::R
     let initrd = initramfs(cache, "initramfs.cpio", &[("privileged", suite), ("probe-agent", agent)])?;
     let logs = cache.join("vm/logs");
     std::fs::create_dir_all(&logs)?;
-    let options: Vec<String> = args.filter.iter().map(|f| format!("tokenprobe.filter={f}")).collect();
     let mut boots = Vec::new();
     for kernel in &kernels {
-        for (variant, lsm) in BOOTS {
-            boots.push(boot(kernel, variant, lsm, &initrd, &options, &logs)?);
+        for spec in &BOOTS {
+            // A boot for one group runs only when the user's filter leaves that group in.
+            let filter = match (spec.filter, &args.filter) {
+                (Some(own), Some(user)) if !own.contains(user.as_str()) && !user.contains(own) => continue,
+                (Some(own), _) => Some(own.to_owned()),
+                // The lockdown cases only run on locked-down boots: a filter for them alone leaves
+                // nothing for the others.
+                (None, Some(user)) if LOCKDOWN_GROUP.contains(user.as_str()) || user.contains(LOCKDOWN_GROUP) => {
+                    continue;
+                }
+                (None, user) => user.clone(),
+            };
+            let options: Vec<String> = filter.iter().map(|f| format!("tokenprobe.filter={f}")).collect();
+            boots.push(boot(kernel, spec, &initrd, &options, &logs)?);
         }
     }
     println!("\nkernel matrix (logs in {}):\n{}", logs.display(), matrix(&boots));
@@ -473,12 +514,12 @@ pub fn bench(cache: &Path, overhead: &Path, rounds: u32, ops: u32) -> anyhow::Re
     std::fs::create_dir_all(&logs)?;
     let options =
         ["tokenprobe.run=overhead".to_owned(), format!("tokenprobe.rounds={rounds}"), format!("tokenprobe.ops={ops}")];
-    let (variant, lsm) = BOOTS[0];
+    let spec = &BOOTS[0];
     let mut reports = Vec::new();
     for kernel in &kernels {
-        let b = boot(kernel, variant, lsm, &initrd, &options, &logs)?;
+        let b = boot(kernel, spec, &initrd, &options, &logs)?;
         let report = b.output.join("\n");
-        println!("\noverhead inside qemu (TCG), kernel {} ({variant}, {} s):\n{report}", b.kernel, b.seconds);
+        println!("\noverhead inside qemu (TCG), kernel {} ({}, {} s):\n{report}", b.kernel, spec.variant, b.seconds);
         if b.exit != Some(0) {
             bail!("the benchmark did not finish in the guest (exit {:?}); see {}", b.exit, b.log.display());
         }
@@ -527,5 +568,14 @@ mod tests {
         boot.results.insert("file/lsm/a".into(), Outcome::Skipped("EPERM".into()));
         assert!(check(&boot).iter().any(|p| p.contains("file/lsm/a was skipped")));
         assert!(matrix(std::slice::from_ref(&boot)).contains("skipped: no kprobes"));
+        // The lockdown case must skip unless the kernel is locked down, and run when it is.
+        boot.results.clear();
+        boot.results.insert("lockdown/x".into(), Outcome::Passed);
+        assert!(check(&boot).iter().any(|p| p.contains("lockdown/x passed although")), "{:?}", check(&boot));
+        boot.variant = "lockdown-confidentiality";
+        assert!(check(&boot).is_empty(), "{:?}", check(&boot));
+        boot.results.clear();
+        boot.results.insert("cli/y".into(), Outcome::Passed);
+        assert!(check(&boot).iter().any(|p| p.contains("no lockdown case ran")));
     }
 }

@@ -24,7 +24,7 @@ mod programs;
 pub mod watched;
 
 use modes::hint;
-pub use modes::{ConnectHook, ConnectMode, FileHook, FileMode, Rejection, TracepointVariant};
+pub use modes::{ConnectHook, ConnectMode, FileHook, FileMode, Rejection, TracepointVariant, lockdown_level};
 use programs::{describe, program, unload};
 
 /// Errors loading the programs or attaching a detector.

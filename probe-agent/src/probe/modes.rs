@@ -152,9 +152,30 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// The kernel's lockdown level (`none`, `integrity`, `confidentiality`); `None` without the
+/// lockdown LSM or securityfs.
+#[must_use]
+pub fn lockdown_level() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_owned())
+}
+
 /// Adds what usually causes a refusal to the kernel's bare reason.
 pub(super) fn hint(mode: &str, reason: String) -> String {
+    hint_under(mode, reason, lockdown_level().as_deref())
+}
+
+fn hint_under(mode: &str, reason: String, lockdown: Option<&str>) -> String {
     let eperm = reason.contains("os error 1)");
+    let refused = eperm || reason.contains("os error 22)");
+    if lockdown == Some("confidentiality") && refused {
+        // Measured in the VM matrix: every file-open program is refused under it.
+        return format!(
+            "{reason} (kernel lockdown is `confidentiality`, which forbids BPF programs to read kernel memory: tokenprobe needs lockdown `integrity` or `none`)"
+        );
+    }
     match mode {
         "lsm" | "fentry" if eperm => format!("{reason} (this kernel refuses BPF trampoline programs)"),
         "lsm" if reason.contains("self-test") => {
@@ -164,5 +185,19 @@ pub(super) fn hint(mode: &str, reason: String) -> String {
             format!("{reason} (kprobes are not available: kernel built without CONFIG_KPROBES)")
         }
         _ => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidentiality_lockdown_is_named_in_refusals() {
+        let refused = "the BPF_PROG_LOAD syscall returned Invalid argument (os error 22)".to_owned();
+        let h = hint_under("tracepoint", refused.clone(), Some("confidentiality"));
+        assert!(h.contains("kernel lockdown is `confidentiality`"), "{h}");
+        assert_eq!(hint_under("tracepoint", refused.clone(), Some("integrity")), refused);
+        assert_eq!(hint_under("tracepoint", refused.clone(), None), refused);
     }
 }

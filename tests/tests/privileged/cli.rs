@@ -131,6 +131,25 @@ impl AgentProcess {
         self.child.id()
     }
 
+    /// Waits until the agent logs that it is watching (`None`) or exits (its status).
+    fn ready_or_exit(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + AGENT_WAIT;
+        while !self.log().contains("watching;") {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(reader) = self.reader.take() {
+                    drop(reader.join());
+                }
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("agent neither ready nor gone after {AGENT_WAIT:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Waits until the agent logs that it is watching.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + AGENT_WAIT;
@@ -512,4 +531,47 @@ fn kill_9_during_saves_keeps_every_saved_count(_rt: &Runtime, _file: FileHook, _
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
     assert_eq!(entry(&ev, &c).reads.token, reads, "{}", dump(&ev));
     assert_eq!(ev.agent.gaps.len() as u64, ROUNDS, "one gap per restart: {:?}", ev.agent.gaps);
+}
+
+/// The kernel's lockdown level (see [`probe_agent::probe::lockdown_level`]).
+pub fn lockdown_level() -> Option<String> {
+    probe_agent::probe::lockdown_level()
+}
+
+/// Kernel lockdown (booted with `lockdown=`; only the VM matrix can, as it cannot be lowered
+/// without a reboot): under `integrity` the agent runs as without lockdown and counts exactly;
+/// under `confidentiality`, which forbids BPF programs to read kernel memory, it must never run
+/// blind: it either counts exactly in the modes left to it, or exits 1 saying that lockdown
+/// refused it.
+pub fn under_kernel_lockdown(level: &str) {
+    let mut node = FakeNode::new(Driver::Systemd);
+    let pod = node.pod(Qos::Burstable);
+    let vol = node.volume(&pod, "kube-api-access-l0ck3", true);
+    let c = node.container(&pod, false);
+    let out = node.root.join("evidence.json");
+    let mut agent = AgentProcess::spawn(watch_command(&node).arg("--output").arg(&out));
+    if let Some(status) = agent.ready_or_exit() {
+        let log = agent.log();
+        assert_ne!(
+            level, "integrity",
+            "lockdown=integrity leaves BPF tracing alone, yet the agent exited {status}:\n{log}"
+        );
+        assert_eq!(status.code(), Some(1), "{log}");
+        assert!(log.contains("lockdown"), "the error says that kernel lockdown refused the agent:\n{log}");
+        println!("    lockdown={level}: the agent exits 1: {}", log.lines().last().unwrap_or(""));
+        return;
+    }
+    let mut a = node.spawn(&c, &[(&vol, SA_DIR)]);
+    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    a.ok(&Action::Open(PathBuf::from(SA_DIR).join("token")));
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "probe-agent exited with {status}:\n{log}");
+    let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
+    assert_eq!(entry(&ev, &c).reads.token, 2, "lockdown={level}: {}", dump(&ev));
+    println!(
+        "    lockdown={level}: the agent runs (file-open {}, connect {}; refused: {:?})",
+        ev.agent.hooks.file_open.as_deref().unwrap_or("-"),
+        ev.agent.hooks.connect.as_deref().unwrap_or("-"),
+        ev.agent.rejected_hooks.iter().map(|r| format!("{}: {}", r.mode, r.reason)).collect::<Vec<_>>()
+    );
 }

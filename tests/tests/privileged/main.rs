@@ -27,6 +27,9 @@ use probe_tests::{
 };
 use tokio::runtime::Runtime;
 
+/// The case that runs only on a locked-down kernel (the VM matrix boots one).
+const LOCKDOWN: &str = "lockdown/the_agent_counts_or_says_lockdown_refused_it";
+
 /// A case: gets the runtime and the hooks to force.
 type Case = fn(&Runtime, FileHook, ConnectHook);
 
@@ -80,6 +83,16 @@ fn main() -> ExitCode {
     for (name, case) in cli::CASES {
         suite.run(&format!("cli/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
     }
+    match cli::lockdown_level() {
+        Some(level) if level != "none" => suite.run(LOCKDOWN, || cli::under_kernel_lockdown(&level)),
+        level => suite.skip(
+            LOCKDOWN,
+            &format!(
+                "the kernel is not locked down (lockdown {}); the VM matrix boots with lockdown=",
+                level.as_deref().unwrap_or("LSM absent or securityfs not mounted")
+            ),
+        ),
+    }
     suite.finish()
 }
 
@@ -114,6 +127,12 @@ fn probe_mode(rt: &Runtime, file: FileHook, connect: ConnectHook, detector: &str
         Err(WatchError::Probe(ProbeError::NoMode { detector: d, rejections })) if d == detector => {
             Err(rejections.iter().map(|r| r.reason.clone()).collect::<Vec<_>>().join("; "))
         }
+        // The other detector has no mode at all here (a locked-down kernel): this one cannot be
+        // tried either.
+        Err(WatchError::Probe(ProbeError::NoMode { detector: d, rejections })) => Err(format!(
+            "cannot be tried: the {d} detector has no mode on this kernel ({})",
+            rejections.iter().map(|r| r.reason.clone()).collect::<Vec<_>>().join("; ")
+        )),
         Err(e) => panic!("the agent failed to start for another reason than the mode: {e:#?}"),
     }
 }
