@@ -3,8 +3,88 @@
 //! deleted), by proptest: no panic, and the file readers' errors name the file. Each parser's
 //! own property tests cover arbitrary input besides. Runs with the unit tests (256 cases per
 //! parser; `PROPTEST_CASES` raises it).
+//!
+//! Allocation is measured, not argued: the test binary counts every allocation of the thread
+//! that runs a parser ([`peak_during`]), and each case asserts that the parser's peak stays
+//! within a bound proportional to its input.
 
-use std::path::{Path, PathBuf};
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    path::{Path, PathBuf},
+};
+
+/// Counts the live bytes each thread allocated, and their peak.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn grow(n: usize) {
+    LIVE.with(|l| {
+        let now = l.get().saturating_add(n);
+        l.set(now);
+        PEAK.with(|p| p.set(p.get().max(now)));
+    });
+}
+
+fn shrink(n: usize) {
+    LIVE.with(|l| l.set(l.get().saturating_sub(n)));
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grow(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) };
+        shrink(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            shrink(layout.size());
+            grow(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// `f`'s result and the most bytes it had allocated at once (on this thread).
+fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let r = f();
+    (r, PEAK.with(Cell::get).saturating_sub(base))
+}
+
+/// A parser's fixed allowance: 1 MiB; the streaming readers of evidence and object lists also
+/// hold up to three 4 MiB read chunks (the chunk, its spare, the object carried over).
+const FIXED: usize = 1 << 20;
+const STREAMING: usize = FIXED + 3 * (4 << 20);
+
+/// The bound every parser keeps: its fixed allowance plus 64 bytes per byte of input. (Counted
+/// on the calling thread: inputs this small are parsed there, not on worker threads.)
+fn bounded(what: &str, fixed: usize, input: usize, peak: usize) {
+    const PER_INPUT_BYTE: usize = 64;
+    let bound = fixed + PER_INPUT_BYTE * input;
+    assert!(peak <= bound, "{what}: {peak} bytes allocated at once for {input} bytes of input (bound {bound})");
+}
 
 use proptest::prelude::*;
 
@@ -119,6 +199,15 @@ fn the_seeds_parse() {
         let text = String::from_utf8_lossy(&bytes);
         assert_eq!(crate::mountinfo::cgroup1_hierarchy_id("rw,cpu,cpuacct", &text), Some(12));
     }
+    for (path, bytes) in seeds("audit") {
+        let mut audit = crate::auditlog::AuditEvidence::default();
+        audit.read_bytes("seed", &bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(audit.pods.len(), 1, "{}", path.display());
+    }
+    for (path, bytes) in seeds("audit-policy") {
+        crate::auditlog::policy_coverage("seed", &String::from_utf8_lossy(&bytes))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     #[cfg(feature = "agent")]
     for (path, bytes) in seeds("btf") {
         crate::btf::Btf::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -130,17 +219,13 @@ proptest! {
     fn evidence_files(input in mutated("evidence")) {
         let (path, bytes) = input;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("seed").to_owned();
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => {
-                if let Err(e) = crate::plan::inputs::parse_evidence(&name, text) {
-                    clear(&e, &name);
-                }
-            }
-            Err(_) => {
-                if let Err(e) = crate::plan::inputs::read_evidence(&name, bytes.as_slice()) {
-                    clear(&e, &name);
-                }
-            }
+        let (result, peak) = peak_during(|| match std::str::from_utf8(&bytes) {
+            Ok(text) => crate::plan::inputs::parse_evidence(&name, text).map(drop),
+            Err(_) => crate::plan::inputs::read_evidence(&name, bytes.as_slice()).map(drop),
+        });
+        bounded("evidence", STREAMING, bytes.len(), peak);
+        if let Err(e) = result {
+            clear(&e, &name);
         }
     }
 
@@ -149,10 +234,11 @@ proptest! {
         let (path, bytes) = input;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("seed").to_owned();
         let mut inputs = crate::plan::Inputs::default();
-        let result = match std::str::from_utf8(&bytes) {
+        let (result, peak) = peak_during(|| match std::str::from_utf8(&bytes) {
             Ok(text) => crate::plan::inputs::parse_objects(&name, text, &mut inputs),
             Err(_) => crate::plan::inputs::read_objects(&name, bytes.as_slice(), &mut inputs),
-        };
+        });
+        bounded("objects", STREAMING, bytes.len(), peak);
         if let Err(e) = result {
             clear(&e, &name);
         }
@@ -162,7 +248,9 @@ proptest! {
 
     #[test]
     fn mount_tables(input in mutated("mountinfo")) {
-        let (entries, errors) = crate::mountinfo::parse(&String::from_utf8_lossy(&input.1));
+        let text = String::from_utf8_lossy(&input.1);
+        let ((entries, errors), peak) = peak_during(|| crate::mountinfo::parse(&text));
+        bounded("mountinfo", FIXED, input.1.len(), peak);
         for e in &errors {
             prop_assert!(e.line_no >= 1);
         }
@@ -182,6 +270,28 @@ proptest! {
     }
 
     #[test]
+    fn audit_events(input in mutated("audit")) {
+        let (path, bytes) = input;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("seed").to_owned();
+        let mut audit = crate::auditlog::AuditEvidence::default();
+        let (result, peak) = peak_during(|| audit.read_bytes(&name, &bytes));
+        bounded("audit events", FIXED, bytes.len(), peak);
+        if let Err(e) = result {
+            let text = e.to_string();
+            prop_assert!(text.contains(&name) && text.len() > name.len() + 5, "{}", text);
+        }
+    }
+
+    #[test]
+    fn audit_policies(input in mutated("audit-policy")) {
+        let (result, peak) = peak_during(|| crate::auditlog::policy_coverage("policy.yaml", &String::from_utf8_lossy(&input.1)));
+        bounded("audit policy", FIXED, input.1.len(), peak);
+        if let Err(e) = result {
+            prop_assert!(e.to_string().contains("policy.yaml"));
+        }
+    }
+
+    #[test]
     fn proc_files(stat in mutated("proc-stat"), cgroup in mutated("proc-cgroup")) {
         std::hint::black_box(crate::clock::start_ticks_from_stat(&String::from_utf8_lossy(&stat.1)));
         std::hint::black_box(crate::mountinfo::cgroup1_hierarchy_id("rw,cpu,cpuacct", &String::from_utf8_lossy(&cgroup.1)));
@@ -192,11 +302,22 @@ proptest! {
 proptest! {
     #[test]
     fn btf_blobs(input in mutated("btf")) {
-        if let Ok(btf) = crate::btf::Btf::parse(&input.1) {
+        let (parsed, peak) = peak_during(|| crate::btf::Btf::parse(&input.1));
+        bounded("BTF", FIXED, input.1.len(), peak);
+        if let Ok(btf) = parsed {
             // Offsets from a damaged blob: a value or an error, never a panic.
             if let Err(e) = crate::offsets::resolve(&btf) {
                 prop_assert!(!e.to_string().is_empty());
             }
         }
     }
+}
+
+#[test]
+fn the_allocation_count_sees_allocations() {
+    let (v, peak) = peak_during(|| vec![0_u8; 3 << 20]);
+    assert!(peak >= 3 << 20, "{peak}");
+    drop(v);
+    let ((), none) = peak_during(|| ());
+    assert_eq!(none, 0);
 }
