@@ -51,6 +51,15 @@ impl Instance {
         }
     }
 
+    /// Where its audit webhook posts (`audit-sink` listens there during the test that uses
+    /// it; otherwise the server retries and drops the batches). The other instances have none.
+    pub const fn audit_webhook_port(self) -> Option<u16> {
+        match self {
+            Self::Bound => Some(16466),
+            Self::Legacy | Self::Node => None,
+        }
+    }
+
     /// etcd's client, peer and metrics ports.
     const fn etcd_ports(self) -> (u16, u16, u16) {
         match self {
@@ -135,6 +144,11 @@ impl Paths {
 
     pub fn audit_policy(&self) -> PathBuf {
         self.run.join("audit-policy.yaml")
+    }
+
+    /// The kubeconfig of the audit webhook backend (see [`Instance::audit_webhook_port`]).
+    fn audit_webhook(&self) -> PathBuf {
+        self.run.join("audit-webhook.kubeconfig")
     }
 
     /// A command run in the instance's network namespace, if it has one.
@@ -430,7 +444,7 @@ fn api_ready(paths: &Paths) -> bool {
 /// tokens, bound service-account tokens, and the audit log with the repository's policy.
 fn apiserver_args(paths: &Paths, etcd_client: &str, feature_gates: &str) -> Vec<String> {
     let run = |f: &str| paths.run.join(f).display().to_string();
-    vec![
+    let mut args = vec![
         format!("--etcd-servers={etcd_client}"),
         // In its own network namespace it serves every address there (pods reach it at the
         // node's address behind the `kubernetes` Service); on the host, loopback only.
@@ -456,7 +470,16 @@ fn apiserver_args(paths: &Paths, etcd_client: &str, feature_gates: &str) -> Vec<
         format!("--audit-log-path={}", paths.audit_log().display()),
         "--audit-log-format=json".into(),
         "--audit-log-mode=blocking".into(),
-    ]
+    ];
+    if paths.instance.audit_webhook_port().is_some() {
+        args.extend([
+            format!("--audit-webhook-config-file={}", paths.audit_webhook().display()),
+            "--audit-webhook-mode=batch".into(),
+            "--audit-webhook-batch-max-wait=1s".into(),
+            "--audit-webhook-initial-backoff=1s".into(),
+        ]);
+    }
+    args
 }
 
 /// Starts etcd, kube-apiserver and kube-controller-manager (building them first if needed);
@@ -480,6 +503,16 @@ pub fn start(paths: &Paths) -> anyhow::Result<(PathBuf, bool)> {
     let run = |f: &str| paths.run.join(f).display().to_string();
     // The audit policy users are told to use (service-account requests at Metadata level).
     std::fs::write(paths.audit_policy(), AUDIT_POLICY)?;
+    if let Some(port) = paths.instance.audit_webhook_port() {
+        std::fs::write(
+            paths.audit_webhook(),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: sink\n  cluster: {{server: 'http://127.0.0.1:{port}/'}}\n\
+                 users:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: sink\n  context: {{cluster: sink, user: apiserver}}\n\
+                 current-context: sink\n"
+            ),
+        )?;
+    }
     if paths.audit_log().exists() {
         std::fs::remove_file(paths.audit_log())?;
     }

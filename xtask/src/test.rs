@@ -252,6 +252,10 @@ fn apiserver_tests(filter: Option<&str>) -> anyhow::Result<()> {
         cmd.env("TOKENPROBE_KUBECONFIG", &kubeconfig)
             .env("TOKENPROBE_AUDIT_LOG", paths.audit_log())
             .env("TOKENPROBE_AUDIT_POLICY", paths.audit_policy())
+            .env(
+                "TOKENPROBE_AUDIT_WEBHOOK_ADDR",
+                format!("127.0.0.1:{}", paths.instance.audit_webhook_port().unwrap_or_default()),
+            )
             .env("TOKENPROBE_AGENT_BIN", build_agent()?)
             .env("TOKENPROBE_PLUGIN_BIN", build_planner()?);
         match &legacy {

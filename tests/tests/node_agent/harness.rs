@@ -558,11 +558,12 @@ impl Drop for FaultProxy {
     }
 }
 
-/// `probe-agent audit-sink` (the binary) on a loopback port, writing every second.
+/// `probe-agent audit-sink` (the binary) where the test API server's audit webhook posts
+/// (`TOKENPROBE_AUDIT_WEBHOOK_ADDR`), writing every second.
 pub struct AuditSink {
     child: std::process::Child,
     addr: SocketAddr,
-    name: String,
+    pub name: String,
 }
 
 impl AuditSink {
@@ -579,7 +580,10 @@ impl AuditSink {
             })
             .await;
         });
-        let addr = free_port();
+        let addr: SocketAddr = std::env::var("TOKENPROBE_AUDIT_WEBHOOK_ADDR")
+            .expect("TOKENPROBE_AUDIT_WEBHOOK_ADDR")
+            .parse()
+            .expect("the audit webhook's address");
         let bin = std::env::var("TOKENPROBE_AGENT_BIN").expect("TOKENPROBE_AGENT_BIN");
         let child = std::process::Command::new(bin)
             .args(["audit-sink", "--flush-interval", "1s", "--name", name])

@@ -786,27 +786,18 @@ fn plan_live(namespace: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("plan JSON")
 }
 
-/// The audit witness collected continuously: this namespace's events as one webhook batch
-/// through `probe-agent audit-sink`, which keeps the totals in a `TokenAuditEvidence` object;
-/// the planner reads that without any file.
-fn audit_sink_collects(
-    rt: &Runtime,
-    client: &Client,
-    ns: &TestNamespace,
-    audit_log: &std::path::Path,
-    caller_uid: &str,
-) {
-    let lines = std::fs::read_to_string(audit_log).expect("audit log");
-    let items: Vec<serde_json::Value> =
-        lines.lines().filter(|l| l.contains(ns.name.as_str())).filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let batch = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items});
-    let sink_name = format!("tp-audit-{}", std::process::id());
-    let sink = harness::AuditSink::start(rt, client, &sink_name);
+/// The audit witness collected continuously: the test API server's own webhook backend posted
+/// this case's requests to `probe-agent audit-sink` (started before them, at the address the
+/// server's webhook configuration names), which keeps the totals in a `TokenAuditEvidence`
+/// object; the planner reads that without any file.
+fn audit_sink_collected(rt: &Runtime, client: &Client, ns: &TestNamespace, sink: harness::AuditSink, caller_uid: &str) {
     assert!(sink.post("{not an event list").starts_with("HTTP/1.1 400"), "a bad batch is refused");
-    let answer = sink.post(&batch.to_string());
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let totals = sink.wait_for(rt, client, |t| t.pods.iter().any(|p| p.pod_uid == caller_uid && p.requests == 3));
-    assert!(totals.service_accounts.iter().any(|s| s.namespace == ns.name && s.requests == 1), "{totals:#?}");
+    let totals = sink.wait_for(rt, client, |t| {
+        t.pods.iter().any(|p| p.pod_uid == caller_uid && p.requests == 3)
+            && t.service_accounts.iter().any(|s| s.namespace == ns.name && s.requests == 1)
+    });
+    let p = totals.pods.iter().find(|p| p.pod_uid == caller_uid).expect("the caller's totals");
+    assert_eq!((p.pod.as_str(), p.denied), ("caller", 3), "{p:?}");
     let live = plan_live(&ns.name);
     let c = live["workloads"]
         .as_array()
@@ -816,7 +807,7 @@ fn audit_sink_collects(
     assert!(
         live["audit"]["files"]
             .as_array()
-            .is_some_and(|f| f.iter().any(|f| f == &json!(format!("tokenauditevidence/{sink_name}")))),
+            .is_some_and(|f| f.iter().any(|f| f == &json!(format!("tokenauditevidence/{}", sink.name)))),
         "{:#}",
         live["audit"]
     );
@@ -875,6 +866,8 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
         name: Some("caller".into()),
         uid: Some(caller.uid.clone()),
     };
+    // The sink listens where the server's audit webhook posts before any request is made.
+    let sink = harness::AuditSink::start(rt, client, &format!("tp-audit-{}", std::process::id()));
     calls(mint(Some(bound)), 3);
     calls(mint(None), 1);
 
@@ -934,6 +927,6 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
         plan["audit"]
     );
 
-    audit_sink_collects(rt, client, &ns, &audit_log, &caller.uid);
+    audit_sink_collected(rt, client, &ns, sink, &caller.uid);
     rt.block_on(ns.cleanup());
 }
