@@ -178,7 +178,9 @@ fn on_real_node(program: PathBuf, args: &[&str]) -> anyhow::Result<()> {
             cmd.env("TOKENPROBE_NODE_KUBECONFIG", &node.kubeconfig)
                 .env("TOKENPROBE_NODE_NAME", crate::node::NODE_NAME)
                 .env("TOKENPROBE_AGENT_IMAGE", &node.agent_image)
-                .env("TOKENPROBE_WORKLOAD_IMAGE", crate::image::WORKLOAD);
+                .env("TOKENPROBE_WORKLOAD_IMAGE", crate::image::WORKLOAD)
+                .env("TOKENPROBE_NODE_AUDIT_LOG", &node.audit_log)
+                .env("TOKENPROBE_NODE_AUDIT_POLICY", &node.audit_policy);
         }
         Err(e) => eprintln!("xtask: the real node did not start: {e:#}"),
     }

@@ -209,7 +209,30 @@ fn workloads_are_attributed(rt: &Runtime, node: &Node, ctx: &mut Ctx) {
     let nightly = check("nightly", "CronJob", "batch");
     assert!(nightly.iter().all(|e| e.reads.total() + e.api_connects == 0), "{nightly:#?}");
     println!("# {} containers attributed, {} CronJob run(s) seen", ev.containers.len(), nightly.len());
+    audit_witness_agrees(node, &ns.name);
     ctx.ns = Some(ns);
+}
+
+/// The second witness on the real node: the kubelet mints the api-client's token bound to its
+/// pod, so the API server's audit log names the pod, and the plan with `--audit-log` adds "N API
+/// requests with its token seen by the API server" to what the agent saw; the idle workload
+/// gets no such reason.
+fn audit_witness_agrees(node: &Node, ns: &str) {
+    let log = std::env::var("TOKENPROBE_NODE_AUDIT_LOG").expect("TOKENPROBE_NODE_AUDIT_LOG");
+    let policy = std::env::var("TOKENPROBE_NODE_AUDIT_POLICY").expect("TOKENPROBE_NODE_AUDIT_POLICY");
+    let out = node.probe_agent(&["plan", "-n", ns, "-o", "json", "--audit-log", &log, "--audit-policy", &policy]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let reasons = |name: &str| -> Vec<String> {
+        let w = plan["workloads"].as_array().and_then(|w| w.iter().find(|w| w["workload"]["name"] == name));
+        let w = w.unwrap_or_else(|| panic!("{name} is not in the plan"));
+        w["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect()
+    };
+    let api = reasons("api-client");
+    assert!(api.iter().any(|r| r.contains("API requests with its token seen by the API server")), "{api:#?}");
+    let idle = reasons("idle");
+    assert!(!idle.iter().any(|r| r.contains("seen by the API server")), "{idle:#?}");
+    println!("# audit log: {}", api.iter().find(|r| r.contains("seen by the API server")).map_or("", String::as_str));
 }
 
 /// The agent pod deleted mid-run: the DaemonSet recreates it, it continues from its saved

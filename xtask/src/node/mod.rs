@@ -122,6 +122,9 @@ pub struct Started {
     pub kubeconfig: PathBuf,
     /// The agent image's reference (imported into the node's containerd).
     pub agent_image: String,
+    /// The API server's audit log and the policy it writes it with.
+    pub audit_log: PathBuf,
+    pub audit_policy: PathBuf,
 }
 
 fn is_ours(dir: &str) -> bool {
@@ -196,10 +199,25 @@ fn preflight() -> anyhow::Result<()> {
         }
     }
     let kubelets = Command::new("pgrep").args(["-x", "kubelet"]).output().map(|o| o.stdout).unwrap_or_default();
-    if !kubelets.is_empty() && std::fs::read_dir("/proc").is_ok() {
-        bail!("a kubelet already runs here (pgrep -x kubelet): refusing to start another");
+    // A kubelet this process started and stopped earlier stays a zombie until it exits: not one
+    // that runs.
+    let running = String::from_utf8_lossy(&kubelets)
+        .split_whitespace()
+        .filter(|pid| !zombie(pid))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    if !running.is_empty() && std::fs::read_dir("/proc").is_ok() {
+        bail!("a kubelet already runs here (pid {}): refusing to start another", running.join(", "));
     }
     Ok(())
+}
+
+/// Whether `/proc/<pid>/stat` says the process has exited and awaits its parent (state `Z`).
+fn zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 fn packages() -> anyhow::Result<()> {
@@ -350,7 +368,12 @@ pub fn start(paths: &NodePaths) -> anyhow::Result<Started> {
     let api = paths.api();
     let agent_image = step("the agent image", None, || image::agent(&paths.cache))?;
     step("the agent image, read by skopeo", None, || image::check_with_skopeo(&agent_image))?;
-    let started = Started { kubeconfig: api.kubeconfig(), agent_image: agent_image.reference.clone() };
+    let started = Started {
+        kubeconfig: api.kubeconfig(),
+        agent_image: agent_image.reference.clone(),
+        audit_log: api.audit_log(),
+        audit_policy: api.audit_policy(),
+    };
     if read_pid(paths, "kubelet").is_some_and(alive) && node_ready(paths) {
         step("import the agent image", None, || import(std::slice::from_ref(&agent_image)))?;
         return Ok(started);
