@@ -28,6 +28,9 @@ pub struct PodAudit {
     pub status: &'static str,
     /// A pod-field-only audit would call it "automount on".
     pub naive_audit_says_on: bool,
+    /// Requests its token made that the API server's audit log shows (`None`: no audit log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_requests: Option<u64>,
 }
 
 /// Every pod's effective automount setting, from typed pods and pod records alike (the
@@ -69,6 +72,7 @@ pub fn audit(inputs: &Inputs) -> Vec<PodAudit> {
                     (false, true) => "inconsistent",
                 },
                 naive_audit_says_on: pod_field != Some(false),
+                api_requests: inputs.audit.as_ref().map(|a| a.pods.get(&pod.uid).map_or(0, |p| p.requests)),
                 namespace: pod.namespace.clone(),
             }
         })

@@ -104,7 +104,7 @@ pub fn audit_table(rows: &[PodAudit]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 r.namespace.clone(),
                 r.pod.clone(),
                 r.service_account.clone(),
@@ -113,11 +113,18 @@ pub fn audit_table(rows: &[PodAudit]) -> String {
                 r.effective.to_string(),
                 format!("{:?}", r.source).to_ascii_lowercase(),
                 r.status.to_owned(),
-            ]
+            ];
+            if let Some(n) = r.api_requests {
+                row.push(n.to_string());
+            }
+            row
         })
         .collect();
-    let mut out =
-        table(&["NAMESPACE", "POD", "SERVICEACCOUNT", "POD FIELD", "SA FIELD", "EFFECTIVE", "FROM", "TOKEN"], &cells);
+    let mut headers = vec!["NAMESPACE", "POD", "SERVICEACCOUNT", "POD FIELD", "SA FIELD", "EFFECTIVE", "FROM", "TOKEN"];
+    if rows.iter().any(|r| r.api_requests.is_some()) {
+        headers.push("API REQUESTS (AUDIT)");
+    }
+    let mut out = table(&headers, &cells);
     let misjudged = rows.iter().filter(|r| r.naive_audit_says_on && !r.effective).count();
     if misjudged > 0 {
         writeln!(

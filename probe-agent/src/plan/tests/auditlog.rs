@@ -140,3 +140,18 @@ fn verify_reports_stale_tokens_and_401s_matched_by_ip() {
     let table = output::verify_table(&verify::verify(&f.inputs, &Fixture::policy()));
     assert!(table.contains("matched by IP") && table.contains("expired tokens"), "{table}");
 }
+
+#[test]
+fn audit_lists_each_pods_audited_requests() {
+    let mut f = Fixture::new();
+    f.sa("shop", "web", None);
+    let uids = f.workload("shop", "web", "web", 2, 2, &[("app", IDLE)], None);
+    assert!(audit::audit(&f.inputs).iter().all(|r| r.api_requests.is_none()), "no audit log, no column");
+    let name = pod_name(&f, &uids[0]);
+    with_audit(&mut f, &[request(1, "shop", "web", Some((&name, &uids[0])), 200, "10.0.0.1")]);
+    let rows = audit::audit(&f.inputs);
+    let of = |n: &str| rows.iter().find(|r| r.pod == n).and_then(|r| r.api_requests);
+    assert_eq!(of(&name), Some(1));
+    assert_eq!(of(&pod_name(&f, &uids[1])), Some(0));
+    assert!(output::audit_table(&rows).contains("API REQUESTS (AUDIT)"));
+}
