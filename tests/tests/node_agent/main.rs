@@ -615,7 +615,12 @@ fn liveness_lease(rt: &Runtime, client: &Client) {
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), liveness::DEFAULT_NAMESPACE);
     let renewed = |lease: &Lease| lease.spec.as_ref().and_then(|s| s.renew_time.clone()).map(|t| t.0);
-    let first = rt.block_on(leases.get(&node_name)).expect("the node's Lease");
+    // The Lease is renewed right after a publication: it may trail the evidence by a moment.
+    let first = rt.block_on(probe_tests::cluster::eventually("the node's Lease", Duration::from_secs(10), || {
+        let leases = leases.clone();
+        let name = node_name.clone();
+        async move { leases.get_opt(&name).await.ok().flatten() }
+    }));
     let live = liveness::read(&first).expect("an agent Lease");
     assert_eq!(live.node, node_name);
     assert_eq!(live.valid_seconds, 3, "three publish intervals");
