@@ -24,6 +24,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::evidence::{earliest, latest};
+
 const POD_NAME: &str = "authentication.kubernetes.io/pod-name";
 const POD_UID: &str = "authentication.kubernetes.io/pod-uid";
 const NODE_NAME: &str = "authentication.kubernetes.io/node-name";
@@ -32,25 +34,13 @@ const SA_PREFIX: &str = "system:serviceaccount:";
 /// (`--service-account-extend-token-expiration`).
 const STALE_TOKEN: &str = "authentication.k8s.io/stale-token";
 
-/// Requests made with one pod's token.
+/// What requests with one token (or one kind of token) added up to: the part a pod's and a
+/// ServiceAccount's totals share.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PodRequests {
-    pub namespace: String,
-    pub pod: String,
-    pub pod_uid: String,
-    pub service_account: String,
-    /// The node the token was bound to, where the server says (newer servers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+pub struct Tally {
     /// Distinct requests (audit IDs) that completed.
     pub requests: u64,
-    /// Of which answered 401 or 403.
-    #[serde(default)]
-    pub denied: u64,
-    /// Of which the server accepted only because it extends expired tokens (stale token).
-    #[serde(default)]
-    pub stale_token: u64,
     pub verbs: BTreeSet<String>,
     /// `resource` or `resource/subresource`, with the API group when there is one
     /// (`deployments.apps`); non-resource requests by path.
@@ -66,23 +56,55 @@ pub struct PodRequests {
     pub source_ips: BTreeSet<String>,
 }
 
+impl Tally {
+    fn add(&mut self, event: &Event, resource: String, at: Option<OffsetDateTime>) {
+        self.requests += 1;
+        self.verbs.insert(event.verb.clone());
+        self.resources.insert(resource);
+        self.first = earliest(self.first, at);
+        self.last = latest(self.last, at);
+        self.source_ips.extend(event.source_ips.iter().cloned());
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.verbs.extend(other.verbs.iter().cloned());
+        self.resources.extend(other.resources.iter().cloned());
+        self.first = earliest(self.first, other.first);
+        self.last = latest(self.last, other.last);
+        self.source_ips.extend(other.source_ips.iter().cloned());
+    }
+}
+
+/// Requests made with one pod's token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRequests {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub service_account: String,
+    /// The node the token was bound to, where the server says (newer servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(flatten)]
+    pub tally: Tally,
+    /// Of which answered 401 or 403.
+    #[serde(default)]
+    pub denied: u64,
+    /// Of which the server accepted only because it extends expired tokens (stale token).
+    #[serde(default)]
+    pub stale_token: u64,
+}
+
 /// Requests by a ServiceAccount whose token names no pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountRequests {
     pub namespace: String,
     pub service_account: String,
-    pub requests: u64,
-    pub verbs: BTreeSet<String>,
-    pub resources: BTreeSet<String>,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    #[schemars(with = "Option<String>")]
-    pub first: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    #[schemars(with = "Option<String>")]
-    pub last: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub source_ips: BTreeSet<String>,
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 /// A request the server could not authenticate (401), or one it refused to anonymous (403).
@@ -209,20 +231,6 @@ struct Event {
 
 fn timestamp(t: Option<&str>) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(t?, &time::format_description::well_known::Rfc3339).ok()
-}
-
-fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn latest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 impl Event {
@@ -358,17 +366,12 @@ impl AuditEvidence {
                 service_account: service_account.to_owned(),
                 ..PodRequests::default()
             });
-            p.requests += 1;
+            p.tally.add(&event, resource, at);
             p.denied += u64::from(code == 401 || code == 403);
             p.stale_token += u64::from(event.annotations.contains_key(STALE_TOKEN));
             if p.node.is_none() {
                 p.node = event.claim(NODE_NAME).map(str::to_owned);
             }
-            p.verbs.insert(event.verb.clone());
-            p.resources.insert(resource);
-            p.first = earliest(p.first, at);
-            p.last = latest(p.last, at);
-            p.source_ips.extend(event.source_ips.iter().cloned());
         } else {
             let s = self.service_accounts.entry(format!("{namespace}/{service_account}")).or_insert_with(|| {
                 ServiceAccountRequests {
@@ -377,12 +380,7 @@ impl AuditEvidence {
                     ..ServiceAccountRequests::default()
                 }
             });
-            s.requests += 1;
-            s.verbs.insert(event.verb.clone());
-            s.resources.insert(resource);
-            s.first = earliest(s.first, at);
-            s.last = latest(s.last, at);
-            s.source_ips.extend(event.source_ips.iter().cloned());
+            s.tally.add(&event, resource, at);
         }
         Ok(())
     }
@@ -407,32 +405,23 @@ impl AuditEvidence {
     /// readings are at least, never exactly, the requests made.
     pub fn merge_totals(&mut self, other: &Self) {
         for (uid, o) in &other.pods {
-            let p = self.pods.entry(uid.clone()).or_insert_with(|| PodRequests { requests: 0, ..o.clone() });
-            if p.requests > 0 {
-                p.verbs.extend(o.verbs.iter().cloned());
-                p.resources.extend(o.resources.iter().cloned());
-                p.source_ips.extend(o.source_ips.iter().cloned());
-                p.denied += o.denied;
-                p.stale_token += o.stale_token;
-                p.first = earliest(p.first, o.first);
-                p.last = latest(p.last, o.last);
-                p.node = p.node.take().or_else(|| o.node.clone());
-            }
-            p.requests += o.requests;
+            let p = self.pods.entry(uid.clone()).or_insert_with(|| PodRequests {
+                tally: Tally::default(),
+                denied: 0,
+                stale_token: 0,
+                ..o.clone()
+            });
+            p.tally.merge(&o.tally);
+            p.denied += o.denied;
+            p.stale_token += o.stale_token;
+            p.node = p.node.take().or_else(|| o.node.clone());
         }
         for (key, o) in &other.service_accounts {
             let s = self
                 .service_accounts
                 .entry(key.clone())
-                .or_insert_with(|| ServiceAccountRequests { requests: 0, ..o.clone() });
-            if s.requests > 0 {
-                s.verbs.extend(o.verbs.iter().cloned());
-                s.resources.extend(o.resources.iter().cloned());
-                s.source_ips.extend(o.source_ips.iter().cloned());
-                s.first = earliest(s.first, o.first);
-                s.last = latest(s.last, o.last);
-            }
-            s.requests += o.requests;
+                .or_insert_with(|| ServiceAccountRequests { tally: Tally::default(), ..o.clone() });
+            s.tally.merge(&o.tally);
         }
         self.requests_read += other.requests_read;
         self.first = earliest(self.first, other.first);
@@ -443,11 +432,11 @@ impl AuditEvidence {
     /// how many went. Dropping audit totals is always sound: they only ever prove use.
     pub fn prune(&mut self, cutoff: OffsetDateTime, max_pods: usize) -> u64 {
         let before = self.pods.len() + self.service_accounts.len();
-        self.pods.retain(|_, p| p.last.is_none_or(|t| t >= cutoff));
-        self.service_accounts.retain(|_, s| s.last.is_none_or(|t| t >= cutoff));
+        self.pods.retain(|_, p| p.tally.last.is_none_or(|t| t >= cutoff));
+        self.service_accounts.retain(|_, s| s.tally.last.is_none_or(|t| t >= cutoff));
         if self.pods.len() > max_pods {
             let mut by_age: Vec<(Option<OffsetDateTime>, String)> =
-                self.pods.iter().map(|(uid, p)| (p.last, uid.clone())).collect();
+                self.pods.iter().map(|(uid, p)| (p.tally.last, uid.clone())).collect();
             by_age.sort();
             for (_, uid) in by_age.into_iter().take(self.pods.len() - max_pods) {
                 self.pods.remove(&uid);
@@ -640,10 +629,10 @@ mod tests {
         assert_eq!(ev.pods.len(), 2);
         let p = &ev.pods["u1"];
         assert_eq!((p.pod.as_str(), p.namespace.as_str(), p.service_account.as_str()), ("web-1", "a", "reader"));
-        assert_eq!(p.requests, 1);
-        assert_eq!(p.resources.iter().collect::<Vec<_>>(), ["pods"]);
+        assert_eq!(p.tally.requests, 1);
+        assert_eq!(p.tally.resources.iter().collect::<Vec<_>>(), ["pods"]);
         assert_eq!(ev.pods["u2"].denied, 1);
-        assert_eq!(ev.service_accounts["a/reader"].requests, 1, "no pod claim: the ServiceAccount's");
+        assert_eq!(ev.service_accounts["a/reader"].tally.requests, 1, "no pod claim: the ServiceAccount's");
         assert_eq!(ev.unauthenticated.len(), 1);
         assert_eq!(ev.files, ["audit.log", "again.log"]);
     }
@@ -664,10 +653,10 @@ mod tests {
         std::fs::write(&gz, enc.finish().expect("gzip")).expect("write");
         let mut ev = AuditEvidence::default();
         ev.read_file(&gz).expect("gzip EventList");
-        assert_eq!(ev.pods["u9"].requests, 2);
+        assert_eq!(ev.pods["u9"].tally.requests, 2);
         let cut = format!("{}\n{}", event("000012", "ResponseComplete", sa, Some(("p", "u9")), 200), "{\"kind\":\"Ev");
         ev.read_bytes("live.log", cut.as_bytes()).expect("cut short at the end is fine");
-        assert_eq!(ev.pods["u9"].requests, 3);
+        assert_eq!(ev.pods["u9"].tally.requests, 3);
         assert!(ev.notes[0].contains("cut short"), "{:?}", ev.notes);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -160,8 +160,8 @@ mod tests {
         let two = [event("2", "u1", "2026-12-02T00:00:00Z"), event("3", "u2", "2026-10-01T00:00:00Z")].join("\n");
         b.read_bytes("two", two.as_bytes()).expect("read");
         a.merge_totals(&b);
-        assert_eq!(a.pods["u1"].requests, 2);
-        assert_eq!(a.pods["u1"].last.map(time::OffsetDateTime::day), Some(2));
+        assert_eq!(a.pods["u1"].tally.requests, 2);
+        assert_eq!(a.pods["u1"].tally.last.map(time::OffsetDateTime::day), Some(2));
         assert_eq!(a.requests_read, 3);
         let cutoff =
             time::OffsetDateTime::parse("2026-11-01T00:00:00Z", &time::format_description::well_known::Rfc3339)
@@ -170,7 +170,7 @@ mod tests {
         assert!(!a.pods.contains_key("u2"));
         let totals = AuditTotals::of(&a, 1, 3600);
         let back = totals.evidence("tae/x");
-        assert_eq!(back.pods["u1"].requests, 2);
+        assert_eq!(back.pods["u1"].tally.requests, 2);
         assert_eq!(back.files, ["tae/x"]);
         // Beyond the cap, the least recently seen go.
         a.read_bytes("three", event("4", "u3", "2026-12-03T00:00:00Z").as_bytes()).expect("read");

@@ -72,7 +72,7 @@ pub fn audit(inputs: &Inputs) -> Vec<PodAudit> {
                     (false, true) => "inconsistent",
                 },
                 naive_audit_says_on: pod_field != Some(false),
-                api_requests: inputs.audit.as_ref().map(|a| a.pods.get(&pod.uid).map_or(0, |p| p.requests)),
+                api_requests: inputs.audit.as_ref().map(|a| a.pods.get(&pod.uid).map_or(0, |p| p.tally.requests)),
                 namespace: pod.namespace.clone(),
             }
         })

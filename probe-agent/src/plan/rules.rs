@@ -420,7 +420,7 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
         format!("{} ({} reads, {} API connects{by})", u.container, u.exec_reads, u.exec_api_connects)
     };
     let audited = model.audit.get(&v.workload).map_or(&[][..], Vec::as_slice);
-    let api_requests: u64 = audited.iter().map(|p| p.requests).sum();
+    let api_requests: u64 = audited.iter().map(|p| p.tally.requests).sum();
     let verdict = if !effective {
         reasons.push(match v.template_field {
             Some(false) => "the pod template sets automountServiceAccountToken: false".into(),
@@ -509,10 +509,10 @@ fn judge(model: &Model<'_>, v: &WorkloadView<'_>, policy: &Policy) -> WorkloadRe
 fn audit_reason(pods: &[&PodRequests], total: u64) -> String {
     let mut names: Vec<&str> = pods.iter().map(|p| p.pod.as_str()).collect();
     names.sort_unstable();
-    let verbs: BTreeSet<&str> = pods.iter().flat_map(|p| p.verbs.iter().map(String::as_str)).collect();
-    let resources: BTreeSet<&str> = pods.iter().flat_map(|p| p.resources.iter().map(String::as_str)).collect();
-    let first = pods.iter().filter_map(|p| p.first).min();
-    let last = pods.iter().filter_map(|p| p.last).max();
+    let verbs: BTreeSet<&str> = pods.iter().flat_map(|p| p.tally.verbs.iter().map(String::as_str)).collect();
+    let resources: BTreeSet<&str> = pods.iter().flat_map(|p| p.tally.resources.iter().map(String::as_str)).collect();
+    let first = pods.iter().filter_map(|p| p.tally.first).min();
+    let last = pods.iter().filter_map(|p| p.tally.last).max();
     let shorten = |v: Vec<&str>| {
         if v.len() > 6 { format!("{}, and {} more", v[..6].join(", "), v.len() - 6) } else { v.join(", ") }
     };
@@ -605,7 +605,7 @@ fn gone_users(model: &Model<'_>, policy: &Policy) -> BTreeMap<(String, String), 
         });
     }
     for (workload, p) in &model.audit_gone {
-        if p.last.is_some_and(|t| t < cutoff) {
+        if p.tally.last.is_some_and(|t| t < cutoff) {
             continue;
         }
         out.entry((p.namespace.clone(), p.service_account.clone())).or_default().push(GoneUse {
@@ -616,8 +616,8 @@ fn gone_users(model: &Model<'_>, policy: &Policy) -> BTreeMap<(String, String), 
             api_connects: 0,
             file_reads: 0,
             exec_use: 0,
-            last_seen: p.last,
-            api_requests: p.requests,
+            last_seen: p.tally.last,
+            api_requests: p.tally.requests,
         });
     }
     out
@@ -702,8 +702,8 @@ pub(super) fn judge_service_accounts(
             if let Some(u) = model.audit_unbound.get(&(namespace.clone(), name.clone())) {
                 reasons.push(format!(
                     "{} API requests by this ServiceAccount with tokens bound to no pod (a legacy token Secret, or a TokenRequest token handed elsewhere), the last {}: automount does not issue those tokens, so turning it off neither breaks nor stops them — find and revoke them separately",
-                    u.requests,
-                    when(u.last)
+                    u.tally.requests,
+                    when(u.tally.last)
                 ));
             }
             ServiceAccountReport {

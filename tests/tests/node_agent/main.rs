@@ -798,8 +798,8 @@ fn plan_live(namespace: &str) -> serde_json::Value {
 fn audit_sink_collected(rt: &Runtime, client: &Client, ns: &TestNamespace, sink: harness::AuditSink, caller_uid: &str) {
     assert!(sink.post("{not an event list").starts_with("HTTP/1.1 400"), "a bad batch is refused");
     let totals = sink.wait_for(rt, client, |t| {
-        t.pods.iter().any(|p| p.pod_uid == caller_uid && p.requests == 3)
-            && t.service_accounts.iter().any(|s| s.namespace == ns.name && s.requests == 1)
+        t.pods.iter().any(|p| p.pod_uid == caller_uid && p.tally.requests == 3)
+            && t.service_accounts.iter().any(|s| s.namespace == ns.name && s.tally.requests == 1)
     });
     let p = totals.pods.iter().find(|p| p.pod_uid == caller_uid).expect("the caller's totals");
     assert_eq!((p.pod.as_str(), p.denied), ("caller", 3), "{p:?}");
@@ -881,8 +881,8 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let audit = loop {
         let audit = read().unwrap_or_else(|e| panic!("the test API server's audit log: {e}"));
-        let by_pod = audit.pods.get(&caller.uid).map_or(0, |p| p.requests);
-        let unbound = audit.service_accounts.get(&format!("{}/shared", ns.name)).map_or(0, |s| s.requests);
+        let by_pod = audit.pods.get(&caller.uid).map_or(0, |p| p.tally.requests);
+        let unbound = audit.service_accounts.get(&format!("{}/shared", ns.name)).map_or(0, |s| s.tally.requests);
         if by_pod == 3 && unbound == 1 {
             break audit;
         }
@@ -898,7 +898,7 @@ fn audit_second_witness(rt: &Runtime, client: &Client) {
         ("caller", ns.name.as_str(), "shared")
     );
     assert_eq!(p.denied, 3);
-    assert!(p.verbs.contains("list") && p.resources.contains("configmaps"), "{p:?}");
+    assert!(p.tally.verbs.contains("list") && p.tally.resources.contains("configmaps"), "{p:?}");
     assert!(audit.policy.as_ref().is_some_and(|c| !c.blind && c.hides.is_empty()), "{:?}", audit.policy);
 
     // The planner, through the CLI, from the cluster and the audit log.
