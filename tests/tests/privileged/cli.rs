@@ -152,16 +152,8 @@ impl AgentProcess {
 
     /// Waits until the agent logs that it is watching.
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + AGENT_WAIT;
-        while !self.log().contains("watching;") {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("agent exited with {status} before it was ready:\n{}", self.log());
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                panic!("agent not ready after {AGENT_WAIT:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = self.ready_or_exit() {
+            panic!("agent exited with {status} before it was ready:\n{}", self.log());
         }
     }
 
@@ -531,11 +523,6 @@ fn kill_9_during_saves_keeps_every_saved_count(_rt: &Runtime, _file: FileHook, _
     let ev: Evidence = serde_json::from_slice(&std::fs::read(&out).expect("evidence file")).expect("evidence JSON");
     assert_eq!(entry(&ev, &c).reads.token, reads, "{}", dump(&ev));
     assert_eq!(ev.agent.gaps.len() as u64, ROUNDS, "one gap per restart: {:?}", ev.agent.gaps);
-}
-
-/// The kernel's lockdown level (see [`probe_agent::probe::lockdown_level`]).
-pub fn lockdown_level() -> Option<String> {
-    probe_agent::probe::lockdown_level()
 }
 
 /// Kernel lockdown (booted with `lockdown=`; only the VM matrix can, as it cannot be lowered

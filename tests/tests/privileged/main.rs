@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     for (name, case) in cli::CASES {
         suite.run(&format!("cli/{name}"), || case(&rt, FileHook::Auto, ConnectHook::Auto));
     }
-    match cli::lockdown_level() {
+    match probe_agent::probe::lockdown_level() {
         Some(level) if level != "none" => suite.run(LOCKDOWN, || cli::under_kernel_lockdown(&level)),
         level => suite.skip(
             LOCKDOWN,

@@ -18,14 +18,14 @@ pub(super) fn request(id: u32, ns: &str, sa: &str, pod: Option<(&str, &str)>, co
         "requestReceivedTimestamp": "2026-11-18T08:00:00.000000Z", "stageTimestamp": "2026-11-18T08:00:00.100000Z"})
 }
 
-fn with_audit(f: &mut Fixture, events: &[Value]) {
+pub(super) fn with_audit(f: &mut Fixture, events: &[Value]) {
     let text: Vec<String> = events.iter().map(Value::to_string).collect();
     let mut audit = AuditEvidence::default();
     audit.read_bytes("audit.log", text.join("\n").as_bytes()).expect("audit events");
     f.inputs.audit = Some(audit);
 }
 
-fn pod_name(f: &Fixture, uid: &str) -> String {
+pub(super) fn pod_name(f: &Fixture, uid: &str) -> String {
     f.inputs
         .pods
         .iter()

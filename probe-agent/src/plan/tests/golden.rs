@@ -31,35 +31,15 @@ fn golden_fixture() -> Plan {
     f.node = "fargate-1".into();
     f.sa("batch", "exporter", None);
     let exporter = f.workload("batch", "exporter", "exporter", 1, 0, &[("app", IDLE)], None);
-    let name = f
-        .inputs
-        .pods
-        .iter()
-        .find(|p| p.metadata.uid.as_deref() == Some(&exporter[0]))
-        .and_then(|p| p.metadata.name.clone());
-    let mut audit = crate::auditlog::AuditEvidence::default();
-    let events = [
-        super::auditlog::request(
-            1,
-            "batch",
-            "exporter",
-            Some((name.as_deref().unwrap_or_default(), &exporter[0])),
-            200,
-            "10.0.0.1",
-        ),
-        super::auditlog::request(
-            2,
-            "batch",
-            "exporter",
-            Some((name.as_deref().unwrap_or_default(), &exporter[0])),
-            200,
-            "10.0.0.1",
-        ),
-        super::auditlog::request(3, "ci", "builder", None, 200, "192.0.2.7"),
-    ];
-    let text: Vec<String> = events.iter().map(Value::to_string).collect();
-    audit.read_bytes("audit.log", text.join("\n").as_bytes()).expect("audit events");
-    f.inputs.audit = Some(audit);
+    let name = super::auditlog::pod_name(&f, &exporter[0]);
+    super::auditlog::with_audit(
+        &mut f,
+        &[
+            super::auditlog::request(1, "batch", "exporter", Some((&name, &exporter[0])), 200, "10.0.0.1"),
+            super::auditlog::request(2, "batch", "exporter", Some((&name, &exporter[0])), 200, "10.0.0.1"),
+            super::auditlog::request(3, "ci", "builder", None, 200, "192.0.2.7"),
+        ],
+    );
     f.plan()
 }
 
