@@ -428,6 +428,18 @@ impl AuditEvidence {
         self.last = latest(self.last, other.last);
     }
 
+    /// Adds everything `other` read: its totals ([`AuditEvidence::merge_totals`]), its files,
+    /// notes and unauthenticated requests, and its policy when it has one.
+    pub fn absorb(&mut self, other: Self) {
+        self.merge_totals(&other);
+        self.files.extend(other.files);
+        self.notes.extend(other.notes);
+        self.unauthenticated.extend(other.unauthenticated);
+        if other.policy.is_some() {
+            self.policy = other.policy;
+        }
+    }
+
     /// Drops totals last seen before `cutoff`, then the oldest beyond `max_pods` pods; returns
     /// how many went. Dropping audit totals is always sound: they only ever prove use.
     pub fn prune(&mut self, cutoff: OffsetDateTime, max_pods: usize) -> u64 {

@@ -96,11 +96,7 @@ impl Source {
             }
             inputs.audit = Some(match inputs.audit.take() {
                 Some(mut collected) => {
-                    collected.merge_totals(&audit);
-                    collected.files.extend(audit.files.iter().cloned());
-                    collected.policy = audit.policy;
-                    collected.notes.extend(audit.notes);
-                    collected.unauthenticated.extend(audit.unauthenticated);
+                    collected.absorb(audit);
                     collected
                 }
                 None => audit,

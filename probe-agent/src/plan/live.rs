@@ -115,10 +115,7 @@ async fn audit_totals(client: &Client) -> Result<Option<crate::auditlog::AuditEv
         if let Some(status) = o.status {
             let e = status.evidence(&name);
             match &mut merged {
-                Some(m) => {
-                    m.merge_totals(&e);
-                    m.files.push(name);
-                }
+                Some(m) => m.absorb(e),
                 None => merged = Some(e),
             }
         }
